@@ -1,0 +1,84 @@
+"""Shared plumbing of the commands: options of the root command, opening the hub, turning
+library errors into clear messages and exit codes (0 ok, 1 finished with failures, 2 usage
+or configuration error)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from crmhub.config import DEFAULT_CONFIG_NAME
+from crmhub.errors import ConfigError, CrmhubError, MappingError, PluginError, StoreError
+from crmhub.hub import Hub
+from crmhub.plugins import Plugins
+
+__all__ = ["EXIT_FAILURES", "EXIT_USAGE", "CliState", "console", "err_console", "handle_errors"]
+
+EXIT_FAILURES = 1
+EXIT_USAGE = 2
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class CliState:
+    """What the root command's options set for the subcommands."""
+
+    config_path: Path
+
+    def plugins(self) -> Plugins:
+        """Load the plugins, warning about any that failed."""
+        plugins = Plugins()
+        for failure in plugins.failures:
+            err_console.print(f"[yellow]warning:[/] plugin {failure.name!r} skipped: "
+                              f"{failure.error}")
+        return plugins
+
+    def open_hub(self, *, create: bool = True) -> Hub:
+        """Open the hub named by ``--config``."""
+        return Hub.open(self.config_path, plugins=self.plugins(), create=create)
+
+
+def state(ctx: typer.Context) -> CliState:
+    """The root command's state (works for nested command groups too)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):
+        default = os.environ.get("CRMHUB_CONFIG", DEFAULT_CONFIG_NAME)
+        root.obj = CliState(config_path=Path(default))
+    return root.obj
+
+
+def handle_errors(command: F) -> F:
+    """Turn crmhub errors into one clear line on standard error and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ConfigError, MappingError, PluginError) as exc:
+            err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        except StoreError as exc:
+            err_console.print(f"[red]database error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        except CrmhubError as exc:
+            err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(EXIT_FAILURES) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def is_interactive() -> bool:
+    """Whether standard error is a terminal (progress bars and colours make sense)."""
+    return sys.stderr.isatty()

@@ -1,0 +1,1 @@
+"""Built-in connector plugins, registered through the same entry points as third-party ones."""

@@ -1,0 +1,216 @@
+"""The connector contract: what a plugin implements to pull from and push to one system.
+
+A connector is a small class with declarative attributes and a few methods::
+
+    class Shop(crmhub.Connector):
+        name = "shop"
+        streams = {"customers": Stream(primary_key="id", cursor="updated_at")}
+        default_mapping = "shop"                       # mappings/shop.yaml
+
+        class Config(crmhub.ConnectorConfig):
+            api_key: SecretStr
+
+        def read(self, stream, state):                 # pages of raw dicts + state after each
+            ...
+            yield Page(records=[...], state={"updated_at": "2024-05-01T00:00:00Z"})
+
+The engine owns transactions, retries, counting and state; a connector owns only how to talk
+to its system. ``write`` and ``erase`` are optional: a connector that does not override them
+does not have those capabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "Change",
+    "Connector",
+    "ConnectorConfig",
+    "EraseResult",
+    "Page",
+    "RecordProblem",
+    "Stream",
+    "WriteResult",
+]
+
+Capability = Literal["read", "write", "erase"]
+
+
+class ConnectorConfig(BaseModel):
+    """Base of every connector's settings; subclasses add their own fields.
+
+    Secrets are declared as ``pydantic.SecretStr`` and given in ``crmhub.toml`` as
+    ``env:NAME``, so they never live in a file and never print.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    mapping: str | None = None
+    """A mapping file path or the name of a built-in mapping; defaults to the connector's own."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One kind of record a connector reads.
+
+    Attributes:
+        primary_key: the raw field holding the record's id in the source system.
+        cursor: the raw field incremental reads advance on (None: always a full read).
+        kind: ``"person"`` or ``"activity"``: which canonical model the records map to.
+        description: one line for ``crmhub connectors list``.
+    """
+
+    primary_key: str
+    cursor: str | None = None
+    kind: Literal["person", "activity"] = "person"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RecordProblem:
+    """A record the connector could read only as text: a malformed CSV row, a JSON line that
+    does not parse. The engine quarantines it with ``raw`` and ``reason``."""
+
+    reason: str
+    raw: str
+    location: str = ""
+
+
+@dataclass
+class Page:
+    """One batch of raw records, and the stream state once they are stored.
+
+    Attributes:
+        records: raw dicts exactly as the source gave them.
+        state: the state to save with these records; a rerun resumes from it. ``None`` keeps
+            the previous state (use it for pages that do not advance the cursor).
+        deleted: external ids the source reports as deleted.
+        problems: records that could not even be parsed.
+        progress: optional fraction (0..1) of the stream read so far, for progress bars.
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    state: dict[str, Any] | None = None
+    deleted: list[str] = field(default_factory=list)
+    problems: list[RecordProblem] = field(default_factory=list)
+    progress: float | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change to push to one record of a target system.
+
+    ``external_id`` is None for a record to create; ``fields`` holds source-side field names
+    and values (already mapped back from canonical form); ``idempotency_key`` is stable for
+    the same change, so a retried push is not applied twice.
+    """
+
+    external_id: str | None
+    fields: Mapping[str, Any]
+    idempotency_key: str
+    customer_id: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome of pushing one :class:`Change`."""
+
+    idempotency_key: str
+    ok: bool
+    external_id: str | None = None
+    error: str | None = None
+    retriable: bool = False
+
+
+@dataclass(frozen=True)
+class EraseResult:
+    """The outcome of erasing one record; ``"already_gone"`` counts as done."""
+
+    external_id: str
+    status: Literal["erased", "already_gone", "failed"]
+    error: str | None = None
+    retriable: bool = False
+
+    @property
+    def done(self) -> bool:
+        """Whether the record is gone from the system."""
+        return self.status != "failed"
+
+
+class Connector:
+    """Base class of every connector plugin.
+
+    Args:
+        config: the validated settings of this connector instance.
+        name: the instance name from ``crmhub.toml`` (defaults to the connector's ``name``);
+            source records are keyed by it, so two instances of one connector stay apart.
+        http: the HTTP client the hub built for this connector (timeouts, retries, rate
+            limits, redaction, injectable transport). Connectors never build their own.
+    """
+
+    name: ClassVar[str]
+    streams: ClassVar[dict[str, Stream]] = {}
+    Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
+    default_mapping: ClassVar[str | None] = None
+    description: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        config: ConnectorConfig,
+        *,
+        name: str | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.config = config
+        self.instance_name = name or self.name
+        self._http = http
+
+    @property
+    def http(self) -> httpx.Client:
+        """The hub-provided HTTP client (created lazily with default settings)."""
+        if self._http is None:
+            self._http = httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
+        return self._http
+
+    def stream_names(self) -> list[str]:
+        """The names of the streams this instance reads, in reading order."""
+        return list(self.streams)
+
+    def stream(self, name: str) -> Stream:
+        """The declaration of one stream."""
+        return self.streams[name]
+
+    def check(self) -> None:
+        """Verify settings and credentials; raise a clear :class:`ConnectorError` if wrong."""
+
+    def read(self, stream: str, state: dict[str, Any] | None) -> Iterator[Page]:
+        """Yield pages of raw records of ``stream`` newer than ``state`` (``None``: all)."""
+        raise NotImplementedError
+
+    def write(self, stream: str, changes: Iterable[Change]) -> Iterator[WriteResult]:
+        """Push changes to the system, one result per change. Optional."""
+        raise NotImplementedError
+
+    def erase(self, external_ids: Iterable[str]) -> Iterator[EraseResult]:
+        """Erase records of a person from the system, one result per id. Optional."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release resources (the HTTP client)."""
+        if self._http is not None:
+            self._http.close()
+
+    @classmethod
+    def capabilities(cls) -> tuple[Capability, ...]:
+        """Which of read / write / erase this connector implements."""
+        caps: list[Capability] = []
+        for capability in ("read", "write", "erase"):
+            if getattr(cls, capability) is not getattr(Connector, capability):
+                caps.append(capability)  # type: ignore[arg-type]
+        return tuple(caps)

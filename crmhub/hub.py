@@ -1,0 +1,228 @@
+"""The hub: configuration, store, plugins and connector instances, created in one place.
+
+Everything the CLI and the web do goes through a :class:`Hub`::
+
+    with Hub.open("crmhub.toml") as hub:
+        results = hub.sync(["shop"], full=False)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy.engine import Engine
+
+from crmhub.config import DEFAULT_CONFIG_NAME, HubConfig, load_config
+from crmhub.connector import Connector
+from crmhub.errors import ConfigError, MappingError
+from crmhub.mapping import MappingFile, load_mapping
+from crmhub.plugins import Plugins
+from crmhub.store import quarantine as quarantine_store
+from crmhub.store.engine import is_sqlite, open_engine
+from crmhub.store.migrate import is_empty, require_current, upgrade
+from crmhub.store.runs import Counts
+from crmhub.suppression import SuppressionList
+from crmhub.sync import Observer, StreamResult, StreamSync, sync_stream
+
+__all__ = ["Hub", "RetryOutcome"]
+
+log = structlog.get_logger("crmhub.hub")
+
+
+@dataclass
+class RetryOutcome:
+    """What a quarantine retry did."""
+
+    counts: Counts = field(default_factory=Counts)
+    not_retriable: int = 0
+
+
+def _parse_raw(raw: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+class Hub:
+    """An open hub.
+
+    Args:
+        config: the validated configuration.
+        engine: the store.
+        plugins: the loaded plugins.
+    """
+
+    def __init__(self, config: HubConfig, engine: Engine, plugins: Plugins) -> None:
+        self.config = config
+        self.engine = engine
+        self.plugins = plugins
+        self.created = False
+        self._mappings: dict[str, MappingFile] = {}
+
+    @classmethod
+    def open(
+        cls,
+        config_path: str | Path | None = None,
+        *,
+        plugins: Plugins | None = None,
+        create: bool = True,
+    ) -> Hub:
+        """Load the config, open the store and check its schema.
+
+        A new embedded (SQLite) hub is created and migrated on first use when ``create`` is
+        true; a PostgreSQL hub is never created implicitly (run ``crmhub init`` or
+        ``crmhub db upgrade``).
+
+        Raises:
+            ConfigError: the config is wrong.
+            StoreError: the database cannot be opened or is at another schema revision.
+        """
+        plugins = plugins or Plugins()
+        config = load_config(config_path or DEFAULT_CONFIG_NAME,
+                             connector_types=plugins.connectors())
+        engine = open_engine(config.hub.database_url)
+        hub = cls(config, engine, plugins)
+        if create and is_sqlite(engine) and is_empty(engine):
+            upgrade(engine)
+            hub.created = True
+            log.info("hub.created")
+        require_current(engine)
+        return hub
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException], BaseException, TracebackType]) -> None:
+        self.close()
+
+    def connector_names(self, *, enabled_only: bool = True) -> list[str]:
+        """The configured connector instances, in config order."""
+        return [
+            name for name, entry in self.config.connectors.items()
+            if entry.enabled or not enabled_only
+        ]
+
+    def connector(self, name: str, **kwargs: Any) -> Connector:
+        """A new instance of the configured connector ``name``.
+
+        Raises:
+            ConfigError: if no connector of that name is configured.
+        """
+        entry = self.config.connectors.get(name)
+        if entry is None:
+            known = ", ".join(self.config.connectors) or "none"
+            raise ConfigError(f"no connector named {name!r} in the config (configured: {known})")
+        connector_class = self.plugins.connector(entry.type)
+        return connector_class(entry.settings, name=name, **kwargs)
+
+    def mapping(self, name: str) -> MappingFile:
+        """The mapping file of connector instance ``name`` (its own or the built-in one).
+
+        Raises:
+            ConfigError: if the connector has no mapping.
+            MappingError: if the mapping file is invalid.
+        """
+        if name not in self._mappings:
+            entry = self.config.connectors[name]
+            connector_class = self.plugins.connector(entry.type)
+            ref = entry.settings.mapping or connector_class.default_mapping
+            if not ref:
+                raise ConfigError("no mapping: set `mapping = \"path/to/mapping.yaml\"`",
+                                  key=f"connectors.{name}.mapping")
+            self._mappings[name] = load_mapping(
+                ref, transforms=self.plugins.transforms(), base_dir=self.config.base_dir
+            )
+        return self._mappings[name]
+
+    def secret(self) -> bytes | None:
+        """The hub secret that keys identifier hashes, if configured."""
+        secret = self.config.hub.secret
+        return secret.get_secret_value().encode() if secret else None
+
+    def suppressions(self) -> SuppressionList:
+        """The current suppression list."""
+        with self.engine.connect() as conn:
+            return SuppressionList.load(conn, self.secret())
+
+    def retry_quarantined(
+        self, *, ids: Sequence[int] | None = None, connector: str | None = None
+    ) -> RetryOutcome:
+        """Map open quarantined records again with the current mappings; see
+        :meth:`crmhub.sync.StreamSync.retry`. Rows that hold unparsed text (a malformed CSV
+        row, a line that is not JSON) cannot be retried: fix the source and sync again."""
+        with self.engine.connect() as conn:
+            rows = quarantine_store.list_quarantine(conn, connector=connector, limit=None)
+            raw_by_id = quarantine_store.raw_records(conn, [r["id"] for r in rows])
+        if ids is not None:
+            wanted = set(ids)
+            rows = [r for r in rows if r["id"] in wanted]
+        outcome = RetryOutcome()
+        groups: dict[tuple[str, str], list[tuple[int, Any]]] = {}
+        for row in rows:
+            raw = _parse_raw(raw_by_id.get(row["id"], ""))
+            if not isinstance(raw, dict) or row["connector"] not in self.config.connectors:
+                outcome.not_retriable += 1
+                continue
+            groups.setdefault((row["connector"], row["stream"]), []).append((row["id"], raw))
+        suppressions = self.suppressions()
+        for (name, stream), items in groups.items():
+            connector = self.connector(name)
+            try:
+                counts = StreamSync(
+                    self.engine, connector, stream, self.mapping(name),
+                    region=self.config.hub.default_region, suppressions=suppressions,
+                ).retry(items)
+            finally:
+                connector.close()
+            outcome.counts.add(counts)
+        return outcome
+
+    def sync(
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        full: bool = False,
+        dry_run: bool = False,
+        observer: Observer | None = None,
+    ) -> list[StreamResult]:
+        """Sync the named connectors (default: all enabled ones), stream by stream.
+
+        A stream that fails is recorded and the others still run. Configuration errors
+        (unknown connector, invalid mapping) are raised before anything is read.
+        """
+        names = list(names) if names else self.connector_names()
+        for name in names:  # validate everything before the first record moves
+            self.connector(name).close()
+            self.mapping(name)
+        suppressions = self.suppressions()
+        results: list[StreamResult] = []
+        for name in names:
+            connector = self.connector(name)
+            try:
+                for stream in connector.stream_names():
+                    try:
+                        mapping = self.mapping(name)
+                        mapping.stream(stream)
+                    except MappingError as exc:
+                        results.append(StreamResult(name, stream, "skipped", "failed",
+                                                    error=str(exc)))
+                        continue
+                    results.append(sync_stream(
+                        self.engine, connector, stream, mapping, full=full, dry_run=dry_run,
+                        region=self.config.hub.default_region, suppressions=suppressions,
+                        observer=observer,
+                    ))
+            finally:
+                connector.close()
+        return results

@@ -1,0 +1,86 @@
+"""Structured logging: JSON lines when not on a terminal, readable lines when on one.
+
+Log events carry ids and counts, never personal data; as a second line of defence a processor
+masks anything that looks like an email address or a phone number, and the values of keys
+that name personal fields, in every event.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+__all__ = ["configure_logging", "mask_pii"]
+
+_EMAIL = re.compile(r"[^\s@\"'<>(),;:]+@[^\s@\"'<>(),;:]+\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"(?<![\w.])\+?\d[\d ().-]{6,}\d(?![\w.])")
+_PII_KEYS = frozenset(
+    {
+        "email", "emails", "phone", "phones", "first_name", "last_name", "full_name", "name",
+        "address", "birth_date", "raw", "record", "value",
+    }
+)  # fmt: skip
+_SAFE_KEYS = frozenset({"event", "level", "timestamp", "logger", "run_id", "connector", "stream"})
+MASK = "***"
+
+
+def _mask_text(text: str) -> str:
+    return _PHONE.sub(MASK, _EMAIL.sub(MASK, text))
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        return _mask_text(value)
+    if isinstance(value, dict):
+        return {k: MASK if k in _PII_KEYS else _mask(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(v) for v in value]
+    return value
+
+
+def mask_pii(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
+    """structlog processor: mask personal data in every field of the event."""
+    for key, value in list(event.items()):
+        if key in _SAFE_KEYS and key != "event":
+            continue
+        event[key] = MASK if key in _PII_KEYS else _mask(value)
+    return event
+
+
+def configure_logging(
+    level: str = "INFO", *, stream: TextIO | None = None, json: bool | None = None
+) -> None:
+    """Configure structlog for the process.
+
+    Args:
+        level: the lowest level written.
+        stream: where to write (default: standard error).
+        json: force JSON (True) or console (False) output; by default JSON unless ``stream``
+            is a terminal.
+    """
+    stream = stream or sys.stderr
+    if json is None:
+        json = not stream.isatty()
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        mask_pii,
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False),
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )

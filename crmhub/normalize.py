@@ -1,0 +1,195 @@
+"""Normalisers applied once, at the edge, to every value entering the canonical model.
+
+Each function takes a raw string and returns the canonical form, or raises
+:class:`~crmhub.errors.NormalizationError` with a message that says what is wrong without
+repeating the value (messages end up in quarantine rows and logs, which must not hold PII).
+They never raise anything else, whatever the input.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import phonenumbers
+
+from crmhub.errors import NormalizationError
+
+__all__ = [
+    "is_junk",
+    "normalize_country",
+    "normalize_email",
+    "normalize_name",
+    "normalize_phone",
+    "normalize_text",
+]
+
+# The practical subset of RFC 5321 that real systems accept; anything outside it (quoted local
+# parts, non-ASCII) falls through to email-validator, which is exact but ~50x slower.
+_ASCII_EMAIL = re.compile(
+    r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$"
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_LETTER = re.compile(r"[^\W\d_]")
+_JUNK = frozenset({"", "-", "--", ".", "n/a", "na", "none", "null", "nil", "unknown", "?", "x"})
+
+
+def is_junk(value: object) -> bool:
+    """Whether a raw value is a placeholder that means "no value" ("", "n/a", "null", ...)."""
+    return value is None or (isinstance(value, str) and value.strip().lower() in _JUNK)
+
+
+def normalize_text(value: str) -> str:
+    """NFC-normalise, collapse runs of white space and trim."""
+    if not value.isascii():
+        value = unicodedata.normalize("NFC", value)
+    return " ".join(value.split())
+
+
+def normalize_name(value: str) -> str:
+    """Normalise a personal or company name: NFC, single spaces, trimmed; case is kept.
+
+    Raises:
+        NormalizationError: if the value holds control characters or no letter at all.
+    """
+    text = normalize_text(value)
+    if not text:
+        raise NormalizationError("name is empty")
+    if _CONTROL.search(text):
+        raise NormalizationError("name contains control characters")
+    if not _LETTER.search(text):
+        raise NormalizationError("name contains no letters")
+    return text
+
+
+def normalize_email(value: str) -> str:
+    """Lower-case and trim an email address and check its syntax (no DNS look-up).
+
+    Raises:
+        NormalizationError: if the value is not a syntactically valid address.
+    """
+    text = value.strip()
+    if text.lower().startswith("mailto:"):
+        text = text[7:]
+    text = text.strip().strip("<>").strip().lower()
+    if len(text) > 254:
+        raise NormalizationError("email is longer than 254 characters")
+    if text.count("@") != 1:
+        raise NormalizationError("email must contain exactly one '@'")
+    if _ASCII_EMAIL.match(text):
+        if len(text.partition("@")[0]) > 64:
+            raise NormalizationError("email local part is longer than 64 characters")
+        return text
+    return _validate_unusual_email(text)
+
+
+@lru_cache(maxsize=4096)
+def _validate_unusual_email(text: str) -> str:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        result = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        reason = str(exc).split(".")[0].lower() if str(exc) else "invalid syntax"
+        # email-validator quotes parts of the address in some messages; keep only the kind.
+        raise NormalizationError(f"email is not valid ({_strip_quoted(reason)})") from None
+    except Exception:  # the library must never take a sync down with an unexpected error
+        raise NormalizationError("email is not valid") from None
+    return result.normalized.lower()
+
+
+def _strip_quoted(reason: str) -> str:
+    return re.sub(r"['\"].*?['\"]", "…", reason)
+
+
+@lru_cache(maxsize=65536)
+def normalize_phone(value: str, region: str | None = None) -> str:
+    """Parse a phone number and return it in E.164 form (``+442079460958``).
+
+    Args:
+        value: the number as written (``020 7946 0958``, ``+1 (415) 555-2671``, ...).
+        region: ISO 3166-1 alpha-2 region used for numbers written without a country code.
+
+    Raises:
+        NormalizationError: if the value is not a possible phone number.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise NormalizationError("phone is empty")
+    if len(value) > 64:
+        raise NormalizationError("phone is longer than 64 characters")
+    try:
+        number = phonenumbers.parse(value, region.upper() if region else None)
+    except phonenumbers.NumberParseException as exc:
+        reason = _PHONE_REASONS.get(exc.error_type, "invalid")
+        raise NormalizationError(f"phone does not parse ({reason})") from None
+    except Exception:
+        raise NormalizationError("phone does not parse") from None
+    if not phonenumbers.is_possible_number(number):
+        raise NormalizationError("phone has an impossible length for its country")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+_PHONE_REASONS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "no or unknown country code",
+    phonenumbers.NumberParseException.NOT_A_NUMBER: "not a number",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short",
+    phonenumbers.NumberParseException.TOO_LONG: "too long",
+}
+
+
+def normalize_country(value: str) -> str:
+    """Return the ISO 3166-1 alpha-2 code for a country: alpha-2, alpha-3, English names and
+    common aliases (``"UK"``, ``"USA"``, ``"Deutschland"``), case-insensitively.
+
+    Raises:
+        NormalizationError: if the value names no known country.
+    """
+    key = normalize_text(value).lower().replace(".", "")
+    code = _country_index().get(key)
+    if code is None:
+        raise NormalizationError("country is not a known ISO 3166 country")
+    return code
+
+
+_COUNTRY_ALIASES = {
+    "uk": "GB",
+    "great britain": "GB",
+    "britain": "GB",
+    "england": "GB",
+    "scotland": "GB",
+    "wales": "GB",
+    "northern ireland": "GB",
+    "usa": "US",
+    "us": "US",
+    "united states of america": "US",
+    "america": "US",
+    "holland": "NL",
+    "éire": "IE",
+    "eire": "IE",
+    "the netherlands": "NL",
+    "deutschland": "DE",
+    "españa": "ES",
+    "espana": "ES",
+    "italia": "IT",
+    "south korea": "KR",
+    "russia": "RU",
+    "czech republic": "CZ",
+}
+
+
+@lru_cache(maxsize=1)
+def _country_index() -> dict[str, str]:
+    import pycountry
+
+    index: dict[str, str] = {}
+    for country in pycountry.countries:
+        code = country.alpha_2
+        for attr in ("alpha_2", "alpha_3", "name", "official_name", "common_name"):
+            name = getattr(country, attr, None)
+            if name:
+                index[normalize_text(name).lower().replace(".", "")] = code
+    index.update(_COUNTRY_ALIASES)
+    return index

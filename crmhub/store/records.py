@@ -1,0 +1,94 @@
+"""Source records and activities: bulk reads and writes for one page at a time.
+
+Both tables are keyed by (connector, stream, external_id) and carry a content hash of the raw
+record (plus the mapping's fingerprint), which lets a re-sync skip unchanged records without
+mapping them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.engine import Connection
+
+from crmhub.store.dialect import upsert
+from crmhub.store.schema import activities, source_records
+
+__all__ = ["RECORD_TABLES", "existing_hashes", "mark_deleted", "upsert_records"]
+
+RECORD_TABLES: dict[str, Table] = {"person": source_records, "activity": activities}
+"""The table that holds each kind of canonical record."""
+
+_CHUNK = 2000  # bound parameters per IN list, well under every backend's limit
+
+_UPDATED_ON_CONFLICT = {
+    "person": ("data", "content_hash", "source_updated_at", "last_seen", "deleted_at"),
+    "activity": (
+        "data", "content_hash", "kind", "occurred_at", "person_stream", "person_external_id",
+        "amount", "currency", "status", "last_seen", "deleted_at",
+    ),
+}  # fmt: skip
+
+
+def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield list(values[start : start + _CHUNK])
+
+
+def existing_hashes(
+    conn: Connection, kind: str, connector: str, stream: str, external_ids: Sequence[str]
+) -> dict[str, tuple[str, bool]]:
+    """For the given ids already stored: external id -> (content hash, is deleted)."""
+    table = RECORD_TABLES[kind]
+    found: dict[str, tuple[str, bool]] = {}
+    for chunk in _chunks(external_ids):
+        rows = conn.execute(
+            select(table.c.external_id, table.c.content_hash, table.c.deleted_at).where(
+                table.c.connector == connector,
+                table.c.stream == stream,
+                table.c.external_id.in_(chunk),
+            )
+        )
+        for external_id, content_hash, deleted_at in rows:
+            found[external_id] = (content_hash, deleted_at is not None)
+    return found
+
+
+def upsert_records(conn: Connection, kind: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert new records and overwrite changed ones (first_seen and links are kept)."""
+    upsert(
+        conn,
+        RECORD_TABLES[kind],
+        rows,
+        keys=("connector", "stream", "external_id"),
+        update=_UPDATED_ON_CONFLICT[kind],
+    )
+
+
+def mark_deleted(
+    conn: Connection,
+    kind: str,
+    connector: str,
+    stream: str,
+    external_ids: Sequence[str],
+    now: datetime,
+) -> int:
+    """Mark records deleted in their source; returns how many were not deleted before."""
+    table = RECORD_TABLES[kind]
+    count = 0
+    for chunk in _chunks(external_ids):
+        result = conn.execute(
+            update(table)
+            .where(
+                table.c.connector == connector,
+                table.c.stream == stream,
+                table.c.external_id.in_(chunk),
+                table.c.deleted_at.is_(None),
+            )
+            .values(deleted_at=now, last_seen=now)
+        )
+        count += int(result.rowcount or 0)
+    return count

@@ -1,0 +1,73 @@
+"""Suppression: identifiers of erased people, kept only as keyed hashes, never stored again.
+
+An erasure adds the HMAC (keyed with the hub secret) of each normalised identifier; every
+pull drops a person whose email, phone or source id matches one, and every push refuses to
+write one. The raw identifier is never stored, so the list itself holds no personal data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Iterator
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from crmhub.errors import ConfigError
+from crmhub.model import Person
+from crmhub.store.schema import suppressions
+
+__all__ = ["SuppressionList", "identifier_hash", "person_identifiers"]
+
+
+def identifier_hash(secret: bytes, kind: str, value: str) -> str:
+    """The keyed hash of one normalised identifier (``kind`` is email, phone or source_id)."""
+    return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def person_identifiers(person: Person) -> Iterator[tuple[str, str]]:
+    """The identifiers of a person that suppression matches on, as (kind, value)."""
+    for email in person.emails:
+        yield "email", email
+    for phone in person.phones:
+        yield "phone", phone
+    yield "source_id", f"{person.source}/{person.stream}/{person.external_id}"
+
+
+class SuppressionList:
+    """The suppression hashes, loaded once per run (the list is small: one entry per erased
+    identifier)."""
+
+    def __init__(self, secret: bytes | None, hashes: Iterable[tuple[str, str]]) -> None:
+        self._secret = secret
+        self._hashes = frozenset(hashes)
+        if self._hashes and not secret:
+            raise ConfigError("the hub has suppressed identifiers but no secret to match them: "
+                              'set hub.secret = "env:CRMHUB_SECRET"', key="hub.secret")
+
+    @classmethod
+    def empty(cls) -> SuppressionList:
+        """A list that suppresses nobody."""
+        return cls(None, ())
+
+    @classmethod
+    def load(cls, conn: Connection, secret: bytes | None) -> SuppressionList:
+        """Read the suppression list from the store."""
+        rows = conn.execute(select(suppressions.c.kind, suppressions.c.hash))
+        return cls(secret, ((kind, digest) for kind, digest in rows))
+
+    def __bool__(self) -> bool:
+        return bool(self._hashes)
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def matches(self, person: Person) -> bool:
+        """Whether any identifier of the person is suppressed."""
+        if not self._hashes or self._secret is None:
+            return False
+        return any(
+            (kind, identifier_hash(self._secret, kind, value)) in self._hashes
+            for kind, value in person_identifiers(person)
+        )

@@ -1,0 +1,1 @@
+"""crmhub dedupe: normalise, block, compare, score, cluster, survive."""

@@ -1,0 +1,1 @@
+"""Declarative field mappings, one YAML file per source system (package data)."""
