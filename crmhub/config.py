@@ -51,6 +51,8 @@ class HubSettings(_Section):
     database_url: str = "sqlite:///crmhub.db"
     default_region: str | None = None
     secret: SecretStr | None = None
+    workers: int | None = Field(None, ge=1, le=64)
+    """Processes that map large pages; default: one per core, at most four."""
 
     @field_validator("default_region")
     @classmethod

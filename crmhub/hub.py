@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from crmhub.config import DEFAULT_CONFIG_NAME, HubConfig, load_config
 from crmhub.connector import Connector
 from crmhub.errors import ConfigError, MappingError
+from crmhub.mapper import default_workers
 from crmhub.mapping import MappingFile, load_mapping
 from crmhub.plugins import Plugins
 from crmhub.store import quarantine as quarantine_store
@@ -221,7 +222,7 @@ class Hub:
                     results.append(sync_stream(
                         self.engine, connector, stream, mapping, full=full, dry_run=dry_run,
                         region=self.config.hub.default_region, suppressions=suppressions,
-                        observer=observer,
+                        observer=observer, workers=self.config.hub.workers or default_workers(),
                     ))
             finally:
                 connector.close()

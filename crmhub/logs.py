@@ -74,7 +74,10 @@ def configure_logging(
         mask_pii,
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(colors=False),
+        # Plain tracebacks: rich ones print local variables, which can hold records.
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        ),
     ]
     structlog.configure(
         processors=processors,

@@ -347,13 +347,15 @@ def _is_empty(value: Any) -> bool:
 
 
 def _shape_scalar(value: Any) -> Any:
-    """A scalar target's value: the first non-empty element of a list; None when empty."""
+    """A scalar target's value: the first non-empty element of a (nested) list; None if empty."""
     if value is None:
         return None
     if isinstance(value, str):
         return None if not value or value.isspace() else value
     if isinstance(value, list | tuple):
         for item in value:
+            if isinstance(item, list | tuple):
+                item = _shape_scalar(item)
             if not _is_empty(item):
                 return item
         return None
@@ -361,11 +363,19 @@ def _shape_scalar(value: Any) -> Any:
 
 
 def _shape_list(value: Any) -> Any:
-    """A list target's value: a list without None or blank elements; None when empty."""
-    if isinstance(value, list | tuple):
-        items = [item for item in value if not _is_empty(item)]
-        return items or None
-    return None if _is_empty(value) else [value]
+    """A list target's value: a flat list without None or blank elements; None when empty.
+
+    Lists inside the list (a multi-``from`` whose sources are lists) are flattened.
+    """
+    if not isinstance(value, list | tuple):
+        return None if _is_empty(value) else [value]
+    items: list[Any] = []
+    for item in value:
+        if isinstance(item, list | tuple):
+            items.extend(inner for inner in item if not _is_empty(inner))
+        elif not _is_empty(item):
+            items.append(item)
+    return items or None
 
 
 class _StepFailed(Exception):
@@ -539,7 +549,9 @@ def _compile_compute(spec: _Spec, make_getter: Callable[[str], Getter]) -> Gette
     if not steps:
         return get
     if len(steps) == 1 and steps[0].elementwise:
-        return _compute_one_step(get, steps[0])
+        single = spec.sources[0] if len(spec.sources) == 1 and not spec.multi else ""
+        flat = single if single and "." not in single and make_getter is _source_getter else None
+        return _compute_one_step(get, steps[0], flat)
 
     def compute_steps(raw: Any) -> Any:
         return _run_steps(steps, get(raw))
@@ -547,11 +559,11 @@ def _compile_compute(spec: _Spec, make_getter: Callable[[str], Getter]) -> Gette
     return compute_steps
 
 
-def _compute_one_step(get: Getter, step: _Step) -> Getter:
+def _compute_one_step(get: Getter, step: _Step, flat: str | None) -> Getter:
     name, fn = step.name, step.fn
 
     def compute_one_step(raw: Any) -> Any:
-        value = get(raw)
+        value = get(raw) if flat is None else raw.get(flat)
         if value is None:
             return None
         try:
@@ -672,15 +684,15 @@ class _Compiler:
             self.check_target(target, targets, kind, line)
             self.check_overlap(target, lines, line)
             spec = self.parse_spec(raw_spec, fields.value_lines[target], target, None)
-            head, _, rest = target.partition(".")
-            rest_parts = tuple(rest.split(".")) if rest else ()
+            head, *path = target.split(".")
+            sub, rest = (path[0], tuple(path[1:])) if path else ("", ())
             is_list = target in targets.lists
             flat = _flat_source(spec)
             if flat is not None:  # read inline by the apply loop: no call at all
-                plans.append((flat, None, is_list, head, rest_parts, target, spec.required))
+                compute = None
             else:
-                compute = _compile_compute(spec, _source_getter)
-                plans.append(("", compute, is_list, head, rest_parts, target, spec.required))
+                flat, compute = "", _compile_compute(spec, _source_getter)
+            plans.append((flat, compute, is_list, head, sub, rest, target, spec.required))
             labels[target] = f"{target} {spec.origin}"
             lines[target] = line
             sources.update(source.split(".", 1)[0] for source in spec.sources)
@@ -843,9 +855,9 @@ class _Compiler:
         return plans
 
 
-# (flat source key, else compute; is a list target; head and rest of the target path; target;
-# required)
-_Plan = tuple[str, Getter | None, bool, str, tuple[str, ...], str, bool]
+# (flat source key, else compute; is a list target; the target path as head, sub (or "") and
+# the rest; target; required)
+_Plan = tuple[str, Getter | None, bool, str, str, tuple[str, ...], str, bool]
 
 
 def _flat_source(spec: _Spec) -> str | None:
@@ -956,7 +968,9 @@ class StreamMapping:
         for get, name in self._required:
             if _is_empty(get(raw)):
                 problems.append(f"required source field {name!r}: missing")
-        for key, compute, is_list, head, rest, target, required in self._plans:
+        # The hot loop of every sync: _shape_list / _shape_scalar and _put are inlined for the
+        # usual cases (a text value; a target at most one level deep).
+        for key, compute, is_list, head, sub, rest, target, required in self._plans:
             if compute is None:
                 value = raw.get(key)
             else:
@@ -966,23 +980,30 @@ class StreamMapping:
                     problems.append(f"{self._labels[target]}: {_step_reason(failure)}")
                     failed.add(target)
                     continue
-            # The shaping of _shape_scalar, inlined for the usual text value.
-            if is_list:
-                value = _shape_list(value)
-            elif value.__class__ is str:
+            if value.__class__ is str:
                 if not value or value.isspace():
                     value = None
-            elif value is not None:
+                elif is_list:
+                    value = [value]
+            elif is_list:
+                value = _shape_list(value)
+            elif isinstance(value, list | tuple):
                 value = _shape_scalar(value)
             if value is None:
                 if required:
                     problems.append(f"{self._labels[target]}: missing")
                     failed.add(target)
                 continue
-            if rest:
-                _put(out, head, rest, value)
-            else:
+            if not sub:
                 out[head] = value
+            elif not rest:
+                node = out.get(head)
+                if node is None:
+                    out[head] = {sub: value}
+                else:
+                    node[sub] = value
+            else:
+                _put(out, head, (sub, *rest), value)
         return out, problems, failed
 
     def _validation_problems(self, exc: ValidationError, failed: set[str]) -> list[str]:

@@ -119,8 +119,13 @@ def normalize_phone(value: str, region: str | None = None) -> str:
         raise NormalizationError("phone is empty")
     if len(value) > 64:
         raise NormalizationError("phone is longer than 64 characters")
+    region = region.upper() if region else None
+    return _fast_e164(value, region) or _parse_e164(value, region)
+
+
+def _parse_e164(value: str, region: str | None) -> str:
     try:
-        number = phonenumbers.parse(value, region.upper() if region else None)
+        number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException as exc:
         reason = _PHONE_REASONS.get(exc.error_type, "invalid")
         raise NormalizationError(f"phone does not parse ({reason})") from None
@@ -129,6 +134,93 @@ def normalize_phone(value: str, region: str | None = None) -> str:
     if not phonenumbers.is_possible_number(number):
         raise NormalizationError("phone has an impossible length for its country")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# Separators people write inside numbers; anything else (letters, extensions, "#") takes the
+# full parser.
+_PHONE_SEPARATORS = str.maketrans("", "", " -.()/\u00a0")
+
+
+def _fast_e164(value: str, region: str | None) -> str | None:
+    """E.164 for the plain forms most records hold (``+44 20 7946 0958``, ``020 7946 0958``),
+    in ~2 µs instead of the full parser's ~40 µs; None whenever any rule of the full parser
+    could matter, so the result is always the one :func:`_parse_e164` gives (a test checks
+    this on many numbers)."""
+    text = value.strip()
+    international = text.startswith("+")
+    digits = (text[1:] if international else text).translate(_PHONE_SEPARATORS)
+    if not digits.isdigit() or not digits.isascii() or "(0)" in text:
+        return None
+    if international:
+        for size in (1, 2, 3):
+            rules = _simple_rules_for_code(digits[:size])
+            if rules is not None:
+                break
+        else:
+            return None
+        code, national = digits[:size], digits[size:]
+        prefix, lengths, pattern, _idd, _others = rules
+        if prefix and national.startswith(prefix):
+            return None  # "+44 020 ...": the full parser decides whether the 0 is a trunk
+    else:
+        region_rules = _simple_rules_for_region(region) if region else None
+        if region_rules is None:
+            return None
+        code, prefix, lengths, pattern, idd, other_prefixes = region_rules
+        if digits.startswith((code, *other_prefixes)) or idd.match(digits):
+            return None  # a country code, an international or special prefix without "+"
+        national = digits[len(prefix):] if prefix and digits.startswith(prefix) else digits
+    if len(national) not in lengths or not pattern.fullmatch(national):
+        return None
+    return f"+{code}{national}"
+
+
+_Rules = tuple[str, frozenset[int], "re.Pattern[str]", "re.Pattern[str]", tuple[str, ...]]
+_LITERAL_ALTERNATIVES = re.compile(r"^\d+(?:\|\d+)*$")
+
+
+@lru_cache(maxsize=512)
+def _simple_rules_for_code(code: str) -> _Rules | None:
+    if code.startswith("0") or not code.isdigit():
+        return None
+    region = phonenumbers.region_code_for_country_code(int(code))
+    if region in (None, phonenumbers.UNKNOWN_REGION, "001"):
+        return None
+    found = _simple_rules_for_region(region)
+    return None if found is None else found[1:]
+
+
+@lru_cache(maxsize=512)
+def _simple_rules_for_region(region: str) -> tuple[str, str, frozenset[int], re.Pattern[str],
+                                                   re.Pattern[str], tuple[str, ...]] | None:
+    """The parts of a region's metadata the fast path needs, for regions whose national
+    prefix for parsing is plain digits or a list of them (``0|180020``); regions with
+    transform rules, carrier codes or leading-digit rules always take the full parser."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.general_desc is None:
+        return None
+    prefix = metadata.national_prefix or ""
+    for_parsing = metadata.national_prefix_for_parsing
+    if metadata.national_prefix_transform_rule or metadata.leading_digits:
+        return None
+    if prefix and not prefix.isdigit():
+        return None
+    alternatives: tuple[str, ...] = ()
+    if for_parsing and for_parsing != prefix:
+        if not _LITERAL_ALTERNATIVES.match(for_parsing) or prefix not in for_parsing.split("|"):
+            return None
+        alternatives = tuple(a for a in for_parsing.split("|") if a != prefix)
+    general = metadata.general_desc
+    if not general.national_number_pattern or not general.possible_length:
+        return None
+    return (
+        str(metadata.country_code),
+        prefix,
+        frozenset(general.possible_length),
+        re.compile(general.national_number_pattern),
+        re.compile(metadata.international_prefix or "(?!)"),
+        alternatives,
+    )
 
 
 _PHONE_REASONS = {

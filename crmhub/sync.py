@@ -16,6 +16,7 @@ by a privacy request) are dropped before anything is stored, and only counted.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,13 +24,12 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from crmhub.connector import Connector, Page
-from crmhub.errors import ConnectorError, CrmhubError
+from crmhub.errors import CrmhubError
+from crmhub.mapper import Mapper
 from crmhub.mapping import MappingFile, StreamMapping
-from crmhub.model import Activity, Person
 from crmhub.store import quarantine as quarantine_store
 from crmhub.store import records as record_store
 from crmhub.store.runs import Counts, add_counts, finish_run, start_run
@@ -88,14 +88,15 @@ class StreamResult:
 
 
 @dataclass
-class _PagePlan:
-    """What one page will change, before it is written."""
+class _Prepared:
+    """A page read, hashed and looked up, with its mapping under way."""
 
-    counts: Counts = field(default_factory=Counts)
-    upserts: list[dict[str, Any]] = field(default_factory=list)
-    deletes: list[str] = field(default_factory=list)
-    quarantined: list[dict[str, Any]] = field(default_factory=list)
-    stored_ids: list[str] = field(default_factory=list)
+    page: Page
+    counts: Counts
+    pending: list[tuple[str, str, bool]]  # external id, content hash, already stored
+    futures: list[Any]
+    quarantined: list[dict[str, Any]]
+    ids: frozenset[str]
 
 
 class StreamSync:
@@ -109,6 +110,7 @@ class StreamSync:
         region: default phone region for numbers without a country code.
         suppressions: identifiers that must never be stored again.
         observer: optional callback for progress and tests.
+        workers: processes that map large pages (see :mod:`crmhub.mapper`).
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class StreamSync:
         region: str | None = None,
         suppressions: SuppressionList | None = None,
         observer: Observer | None = None,
+        workers: int = 1,
     ) -> None:
         self.engine = engine
         self.connector = connector
@@ -133,8 +136,9 @@ class StreamSync:
         self.region = region
         self.suppressions = suppressions or SuppressionList.empty()
         self.observer = observer
-        self._seen_fields: set[str] = set()
+        self.workers = workers
         self._checked_fields = False
+        self._supersede = False
 
     def run(self, *, full: bool = False, dry_run: bool = False) -> StreamResult:
         """Read the stream (incrementally unless ``full``) and store what changed.
@@ -153,22 +157,20 @@ class StreamSync:
                 result.run_id = start_run(conn, self.source, self.stream_name, mode, _utcnow())
         bound = log.bind(run_id=result.run_id, connector=self.source, stream=self.stream_name)
         bound.info("sync.stream.started", mode=mode, resume=bool(state and "pass" in state))
+        mapper = Mapper(self.mapping, source=self.source, stream=self.stream_name,
+                        region=self.region, suppressions=self.suppressions,
+                        workers=self.workers)
         try:
-            for page in self.connector.read(self.stream_name, state):
-                counts = self._store_page(page, result, dry_run)
-                result.counts.add(counts)
-                if self.observer:
-                    self.observer("page", {"counts": counts, "progress": page.progress,
-                                           "result": result})
+            self._consume(state, result, mapper, dry_run)
             result.status = "dry-run" if dry_run else "succeeded"
-        except ConnectorError as exc:
-            result.status, result.error = "failed", str(exc)
-        except CrmhubError as exc:
+        except CrmhubError as exc:  # ConnectorError and the rest: say what, keep what was stored
             result.status, result.error = "failed", str(exc)
         except Exception as exc:  # a connector bug must not lose the run's record
             result.status = "failed"
             result.error = f"unexpected error: {type(exc).__name__}: {exc}"
             bound.exception("sync.stream.crashed")
+        finally:
+            mapper.close()
         if result.run_id is not None:
             with self.engine.begin() as conn:
                 finish_run(conn, result.run_id, result.status, _utcnow(), result.error)
@@ -179,15 +181,128 @@ class StreamSync:
         )
         return result
 
-    def _store_page(self, page: Page, result: StreamResult, dry_run: bool) -> Counts:
+    def _consume(self, state: dict[str, Any] | None, result: StreamResult, mapper: Mapper,
+                 dry_run: bool) -> None:
+        """Read pages and store them in order, mapping the next page while writing one."""
+        in_flight: deque[_Prepared] = deque()
+        writing_failed = False
+
+        def finish_oldest() -> None:
+            nonlocal writing_failed
+            try:
+                self._finish(in_flight.popleft(), result, dry_run)
+            except BaseException:
+                writing_failed = True  # never store a later page (and its state) after this
+                raise
+
+        try:
+            for page in self.connector.read(self.stream_name, state):
+                previous = in_flight[-1].ids if in_flight else frozenset()
+                in_flight.append(self._prepare(page, result, mapper, previous))
+                if len(in_flight) > 1:
+                    finish_oldest()
+        finally:
+            # Pages read before a failure are stored: their state covers exactly them.
+            while in_flight and not writing_failed:
+                finish_oldest()
+
+    def _prepare(self, page: Page, result: StreamResult, mapper: Mapper,
+                 in_flight_ids: frozenset[str]) -> _Prepared:
+        """Hash the page's records, skip the unchanged ones, start mapping the rest."""
         now = _utcnow()
+        counts = Counts(read=len(page.records) + len(page.problems))
+        primary_key = self.stream.primary_key
+        fingerprint = self.mapping_file.fingerprint
+        quarantined: list[dict[str, Any]] = []
+        latest: dict[str, tuple[Any, str]] = {}
+        for raw in page.records:
+            external_id = raw.get(primary_key) if isinstance(raw, dict) else None
+            if external_id is None or external_id == "" or isinstance(external_id, dict | list):
+                quarantined.append(self._quarantine_row(
+                    None, [f"missing primary key {primary_key!r}"], _dumps(raw).decode(), None,
+                    content_hash(fingerprint, raw), now, result.run_id,
+                ))
+                continue
+            latest[str(external_id)] = (raw, content_hash(fingerprint, raw))
+        for problem in page.problems:
+            digest = hashlib.blake2b(problem.raw.encode(errors="replace"),
+                                     digest_size=16).hexdigest()
+            quarantined.append(self._quarantine_row(
+                None, [problem.reason], problem.raw, problem.location, digest, now,
+                result.run_id,
+            ))
+        if not self._checked_fields and page.records:
+            self._check_fields(page.records, result)
+        with self.engine.connect() as conn:
+            existing = record_store.existing_hashes(
+                conn, self.kind, self.source, self.stream_name, list(latest)
+            )
+        pending: list[tuple[str, str, bool]] = []
+        batch: list[tuple[Any, str]] = []
+        for external_id, (raw, digest) in latest.items():
+            before = existing.get(external_id)
+            if before == (digest, False):
+                counts.unchanged += 1
+                continue
+            pending.append((external_id, digest, before is not None or external_id in
+                            in_flight_ids))
+            batch.append((raw, external_id))
+        counts.quarantined = len(quarantined)
+        return _Prepared(page, counts, pending, mapper.submit(batch) if batch else [],
+                         quarantined, frozenset(latest))
+
+    def _finish(self, prepared: _Prepared, result: StreamResult, dry_run: bool) -> None:
+        """Store one prepared page, its state and its counts in one transaction."""
+        now = _utcnow()
+        counts = prepared.counts
+        outcomes = [outcome for future in prepared.futures for outcome in future.result()]
+        upserts: list[dict[str, Any]] = []
+        stored_ids: list[str] = []
+        quarantined = prepared.quarantined
+        for (external_id, digest, existed), (kind, value) in zip(prepared.pending, outcomes,
+                                                                  strict=True):
+            if kind == "problems":
+                raw = self._raw_of(prepared.page, external_id)
+                quarantined.append(self._quarantine_row(
+                    external_id, value, _dumps(raw).decode(), None, digest, now, result.run_id))
+                counts.quarantined += 1
+            elif kind == "suppressed":
+                counts.suppressed += 1
+            else:
+                deleted = value.pop("deleted")
+                upserts.append({
+                    "connector": self.source, "stream": self.stream_name,
+                    "external_id": external_id, "content_hash": digest, "first_seen": now,
+                    "last_seen": now, "deleted_at": now if deleted else None, **value,
+                })
+                stored_ids.append(external_id)
+                if deleted:
+                    counts.deleted += 1
+                elif existed:
+                    counts.updated += 1
+                else:
+                    counts.inserted += 1
+        page = prepared.page
         with self.engine.connect() as conn:
             transaction = conn.begin()
             try:
-                plan = self._plan(conn, page, now, result)
-                self._write(conn, plan, page, now, result.run_id)
+                record_store.upsert_records(conn, self.kind, upserts)
+                if page.deleted:
+                    counts.deleted += record_store.mark_deleted(
+                        conn, self.kind, self.source, self.stream_name,
+                        [str(external_id) for external_id in page.deleted], now,
+                    )
+                quarantine_store.add_to_quarantine(conn, quarantined)
+                if self._supersede and stored_ids:
+                    quarantine_store.supersede(conn, self.source, self.stream_name, stored_ids,
+                                               now)
+                if page.state is not None:
+                    save_state(conn, self.source, self.stream_name, page.state,
+                               run_id=result.run_id, now=now)
+                if result.run_id is not None:
+                    add_counts(conn, result.run_id, counts, now)
                 if self.observer:
-                    self.observer("before_commit", {"counts": plan.counts, "result": result})
+                    self.observer("before_commit", {"counts": counts, "result": result})
             except BaseException:
                 transaction.rollback()
                 raise
@@ -195,71 +310,17 @@ class StreamSync:
                 transaction.rollback()
             else:
                 transaction.commit()
-        return plan.counts
+        result.counts.add(counts)
+        if self.observer:
+            self.observer("page", {"counts": counts, "progress": page.progress,
+                                   "result": result})
 
-    def _plan(self, conn: Connection, page: Page, now: datetime, result: StreamResult) -> _PagePlan:
-        plan = _PagePlan()
-        counts = plan.counts
-        counts.read = len(page.records) + len(page.problems)
-        primary_key = self.stream.primary_key
-        fingerprint = self.mapping_file.fingerprint
-        latest: dict[str, tuple[dict[str, Any], str]] = {}
-        for raw in page.records:
-            external_id = raw.get(primary_key) if isinstance(raw, dict) else None
-            if external_id is None or external_id == "" or isinstance(external_id, dict | list):
-                self._quarantine(plan, raw, None, [f"missing primary key {primary_key!r}"], now,
-                                 result.run_id, content_hash(fingerprint, raw))
-                continue
-            latest[str(external_id)] = (raw, content_hash(fingerprint, raw))
-        if not self._checked_fields and page.records:
-            self._check_fields(page.records, result)
-        existing = record_store.existing_hashes(
-            conn, self.kind, self.source, self.stream_name, list(latest)
-        )
-        for external_id, (raw, digest) in latest.items():
-            before = existing.get(external_id)
-            if before is not None and before == (digest, False):
-                counts.unchanged += 1
-                continue
-            mapped = self.mapping.apply(
-                raw, source=self.source, stream=self.stream_name, region=self.region
-            )
-            record = mapped.record
-            if record is None:
-                self._quarantine(plan, raw, external_id, mapped.problems, now, result.run_id,
-                                 digest)
-                continue
-            if isinstance(record, Person) and self.suppressions.matches(record):
-                counts.suppressed += 1
-                continue
-            if record.external_id != external_id:
-                record = record.model_copy(update={"external_id": external_id})
-            plan.upserts.append(self._row(record, digest, now))
-            plan.stored_ids.append(external_id)
-            if record.deleted:
-                counts.deleted += 1
-            elif before is None:
-                counts.inserted += 1
-            else:
-                counts.updated += 1
-        for problem in page.problems:
-            digest = hashlib.blake2b(problem.raw.encode(errors="replace"),
-                                     digest_size=16).hexdigest()
-            plan.quarantined.append(self._quarantine_row(
-                None, [problem.reason], problem.raw, problem.location, digest, now,
-                result.run_id,
-            ))
-            counts.quarantined += 1
-        plan.deletes = [str(external_id) for external_id in page.deleted]
-        return plan
-
-    def _quarantine(self, plan: _PagePlan, raw: Any, external_id: str | None,
-                    problems: Sequence[str], now: datetime, run_id: int | None,
-                    digest: str) -> None:
-        plan.quarantined.append(self._quarantine_row(
-            external_id, list(problems), _dumps(raw).decode(), None, digest, now, run_id,
-        ))
-        plan.counts.quarantined += 1
+    def _raw_of(self, page: Page, external_id: str) -> Any:
+        key = self.stream.primary_key
+        for raw in reversed(page.records):  # the last occurrence of an id is the one kept
+            if isinstance(raw, dict) and str(raw.get(key)) == external_id:
+                return raw
+        return None
 
     def _quarantine_row(self, external_id: str | None, errors: list[str], raw: str,
                         location: str | None, digest: str, now: datetime,
@@ -269,42 +330,6 @@ class StreamSync:
             "external_id": external_id, "record_hash": digest, "errors": errors, "raw": raw,
             "location": location, "created_at": now, "last_seen": now,
         }
-
-    def _row(self, record: Person | Activity, digest: str, now: datetime) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "connector": self.source,
-            "stream": self.stream_name,
-            "external_id": record.external_id,
-            "data": record.model_dump(mode="json", exclude_none=True),
-            "content_hash": digest,
-            "first_seen": now,
-            "last_seen": now,
-            "deleted_at": now if record.deleted else None,
-        }
-        if isinstance(record, Activity):
-            row.update(
-                kind=record.kind, occurred_at=record.occurred_at,
-                person_stream=record.person_stream, person_external_id=record.person_external_id,
-                amount=record.amount, currency=record.currency, status=record.status,
-            )
-        else:
-            row["source_updated_at"] = record.updated_at
-        return row
-
-    def _write(self, conn: Connection, plan: _PagePlan, page: Page, now: datetime,
-               run_id: int | None) -> None:
-        record_store.upsert_records(conn, self.kind, plan.upserts)
-        if plan.deletes:
-            plan.counts.deleted += record_store.mark_deleted(
-                conn, self.kind, self.source, self.stream_name, plan.deletes, now
-            )
-        quarantine_store.add_to_quarantine(conn, plan.quarantined)
-        if self._supersede and plan.stored_ids:
-            quarantine_store.supersede(conn, self.source, self.stream_name, plan.stored_ids, now)
-        if page.state is not None:
-            save_state(conn, self.source, self.stream_name, page.state, run_id=run_id, now=now)
-        if run_id is not None:
-            add_counts(conn, run_id, plan.counts, now)
 
     def retry(self, items: Sequence[tuple[int, Any]]) -> Counts:
         """Map quarantined raw records again (after a mapping or data fix).
@@ -316,34 +341,36 @@ class StreamSync:
         counts = Counts(read=len(items))
         fingerprint = self.mapping_file.fingerprint
         primary_key = self.stream.primary_key
+        mapper = Mapper(self.mapping, source=self.source, stream=self.stream_name,
+                        region=self.region, suppressions=self.suppressions)
         rows: list[dict[str, Any]] = []
         resolved: list[int] = []
         with self.engine.begin() as conn:
             run_id = start_run(conn, self.source, self.stream_name, "retry", now)
-            existing = record_store.existing_hashes(
-                conn, self.kind, self.source, self.stream_name,
-                [str(raw.get(primary_key)) for _, raw in items if isinstance(raw, dict)],
-            )
+            ids = [str(raw.get(primary_key)) for _, raw in items if isinstance(raw, dict)]
+            existing = record_store.existing_hashes(conn, self.kind, self.source,
+                                                    self.stream_name, ids)
             for quarantine_id, raw in items:
                 external_id = raw.get(primary_key) if isinstance(raw, dict) else None
                 if external_id is None or external_id == "":
-                    problems = [f"missing primary key {primary_key!r}"]
-                    mapped_record = None
+                    kind, value = "problems", [f"missing primary key {primary_key!r}"]
                 else:
-                    mapped = self.mapping.apply(
-                        raw, source=self.source, stream=self.stream_name, region=self.region
-                    )
-                    mapped_record, problems = mapped.record, mapped.problems
-                if mapped_record is None:
-                    quarantine_store.update_errors(conn, quarantine_id, problems, now)
+                    [[kind, value]] = mapper.submit([(raw, str(external_id))])[0].result()
+                if kind == "problems":
+                    quarantine_store.update_errors(conn, quarantine_id, value, now)
                     counts.quarantined += 1
                     continue
                 resolved.append(quarantine_id)
-                if isinstance(mapped_record, Person) and self.suppressions.matches(mapped_record):
+                if kind == "suppressed":
                     counts.suppressed += 1
                     continue
-                record = mapped_record.model_copy(update={"external_id": str(external_id)})
-                rows.append(self._row(record, content_hash(fingerprint, raw), now))
+                deleted = value.pop("deleted")
+                rows.append({
+                    "connector": self.source, "stream": self.stream_name,
+                    "external_id": str(external_id), "content_hash": content_hash(fingerprint, raw),
+                    "first_seen": now, "last_seen": now, "deleted_at": now if deleted else None,
+                    **value,
+                })
                 if str(external_id) in existing:
                     counts.updated += 1
                 else:
@@ -381,9 +408,10 @@ def sync_stream(
     region: str | None = None,
     suppressions: SuppressionList | None = None,
     observer: Observer | None = None,
+    workers: int = 1,
 ) -> StreamResult:
     """Sync one stream; see :class:`StreamSync`."""
     return StreamSync(
         engine, connector, stream, mapping, region=region, suppressions=suppressions,
-        observer=observer,
+        observer=observer, workers=workers,
     ).run(full=full, dry_run=dry_run)

@@ -66,6 +66,7 @@ _MAX_NUMBER_TEXT = 100
 _MAX_EXPONENT = 40
 _MS_THRESHOLD = 100_000_000_000  # 1e11 s is the year 5138, so larger epochs are milliseconds
 _NUMERIC = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$")
+_NUMBER_TEXT = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
 def _is_number(value: Any) -> bool:
@@ -101,7 +102,7 @@ def _to_decimal(value: Any, what: str = "value") -> Decimal:
             number = value
         elif isinstance(value, str):
             text = value.strip()
-            if len(text) > _MAX_NUMBER_TEXT or not _NUMERIC.match(text):
+            if len(text) > _MAX_NUMBER_TEXT or not _NUMBER_TEXT.match(text):
                 raise ValueError
             number = Decimal(text)
         else:

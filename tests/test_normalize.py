@@ -111,3 +111,58 @@ def test_every_generated_valid_email_is_accepted_and_idempotent(raw: str) -> Non
     except NormalizationError:
         return  # hypothesis produces some RFC-valid forms (quoted parts) real systems reject
     assert normalize_email(once) == once
+
+
+def _full_parser(value: str, region: str | None) -> str | None:
+    from crmhub.normalize import _parse_e164
+
+    try:
+        return _parse_e164(value, region)
+    except NormalizationError:
+        return None
+
+
+def test_fast_phone_path_agrees_with_the_full_parser_on_every_regions_examples() -> None:
+    import phonenumbers
+
+    from crmhub.normalize import _fast_e164
+
+    checked = answered = 0
+    formats = (phonenumbers.PhoneNumberFormat.NATIONAL,
+               phonenumbers.PhoneNumberFormat.INTERNATIONAL, phonenumbers.PhoneNumberFormat.E164)
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for number_type in (phonenumbers.PhoneNumberType.FIXED_LINE,
+                            phonenumbers.PhoneNumberType.MOBILE):
+            example = phonenumbers.example_number_for_type(region, number_type)
+            if example is None:
+                continue
+            for number_format in formats:
+                text = phonenumbers.format_number(example, number_format)
+                for given_region in (region, None, "GB", "US"):
+                    fast = _fast_e164(text, given_region)
+                    checked += 1
+                    if fast is not None:
+                        answered += 1
+                        assert fast == _full_parser(text, given_region), (text, given_region)
+    assert answered > checked // 3  # the fast path must actually serve most plain numbers
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    plus=st.booleans(),
+    digits=st.text(alphabet="0123456789", min_size=1, max_size=16),
+    separators=st.lists(st.sampled_from([" ", "-", ".", "(", ")", "/"]), max_size=4),
+    region=st.sampled_from(["GB", "US", "DE", "FR", "ES", "NL", "IE", "IT", "AU", "IN", None]),
+)
+def test_fast_phone_path_never_disagrees_with_the_full_parser(
+    plus: bool, digits: str, separators: list[str], region: str | None
+) -> None:
+    from crmhub.normalize import _fast_e164
+
+    text = ("+" if plus else "") + digits
+    for index, separator in enumerate(separators):
+        position = 1 + (index * 3) % max(len(text) - 1, 1)
+        text = text[:position] + separator + text[position:]
+    fast = _fast_e164(text, region)
+    if fast is not None:
+        assert fast == _full_parser(text, region), (text, region)

@@ -441,7 +441,7 @@ _BYTES = st.lists(
     max_size=25,
 ).map(b"".join)
 
-_FUZZ = settings(max_examples=100, deadline=None,
+_FUZZ = settings(max_examples=100, deadline=None, database=None,
                  suppress_health_check=[HealthCheck.too_slow])
 
 
