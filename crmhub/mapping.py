@@ -217,24 +217,30 @@ class _Converter:
 
 
 def _parse_yaml(text: str, file: str) -> Any:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader already rejects characters YAML does not allow
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, text, file) from None
     try:
         node = loader.get_single_node()
         if node is None:
             raise MappingError("the mapping file is empty", file=file, line=1)
         return _Converter(loader, file).convert(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        message = f"invalid YAML: {exc.problem or exc.context}"
-        raise MappingError(message, file=file, line=line) from None
-    except yaml.YAMLError as exc:  # reader errors: characters YAML does not allow
-        position = getattr(exc, "position", None)
-        line = text.count("\n", 0, position) + 1 if isinstance(position, int) else None
-        reason = getattr(exc, "reason", None) or "unreadable"
-        raise MappingError(f"invalid YAML: {reason}", file=file, line=line) from None
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, text, file) from None
     finally:
         loader.dispose()
+
+
+def _yaml_error(exc: yaml.YAMLError, text: str, file: str) -> MappingError:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        return MappingError(f"invalid YAML: {exc.problem or exc.context}", file=file, line=line)
+    position = getattr(exc, "position", None)  # reader errors carry a character position
+    line = text.count("\n", 0, position) + 1 if isinstance(position, int) else None
+    reason = getattr(exc, "reason", None) or "unreadable"
+    return MappingError(f"invalid YAML: {reason}", file=file, line=line)
 
 
 def _plain(value: Any) -> Any:
@@ -567,7 +573,7 @@ def _compute_one_step(get: Getter, step: _Step, flat: str | None) -> Getter:
         if value is None:
             return None
         try:
-            if isinstance(value, list | tuple):
+            if value.__class__ is not str and isinstance(value, list | tuple):
                 return [None if item is None else fn(item) for item in value]
             return fn(value)
         except Exception as exc:  # a transform must never stop a sync
@@ -650,8 +656,8 @@ class _Compiler:
             source_fields=frozenset(sources),
             _model=_MODELS[kind],
             _plans=tuple(plans),
-            _labels=labels,
-            _lines=lines,
+            _labels=types.MappingProxyType(labels),
+            _lines=types.MappingProxyType(lines),
             _required=tuple((_source_getter(path), path) for path, _ in required),
             _push=tuple(push),
         )

@@ -14,6 +14,7 @@ exports and erasure.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timezone
 from enum import Enum
 from typing import Any, Literal
@@ -22,11 +23,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from crmhub.errors import NormalizationError
 from crmhub.normalize import (
     is_junk,
     normalize_country,
@@ -79,6 +83,110 @@ def _blank_to_none(value: Any) -> Any:
     return value
 
 
+Rule = Callable[[Any, dict[str, Any]], Any]
+
+
+def _normalised(model: type[BaseModel], data: Any, rules: dict[str, Rule],
+                context: dict[str, Any]) -> Any:
+    """Apply each field's rule in one pass (one Python call per record, not one per field),
+    and report every failure at its own field, as field validators would."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    errors: list[InitErrorDetails] = []
+    for key, rule in rules.items():
+        value = out.get(key)
+        if value is None:
+            continue
+        try:
+            out[key] = rule(value, out | context if key == "phones" else context)
+        except (NormalizationError, ValueError, TypeError) as exc:
+            errors.append(_error((key,), str(exc), value))
+    if errors:
+        _raise_with_the_rest(model, out, errors, context)
+    return out
+
+
+def _error(loc: tuple[Any, ...], message: str, value: Any, kind: str = "value_error"
+           ) -> InitErrorDetails:
+    return InitErrorDetails(type=PydanticCustomError(kind, "{reason}", {"reason": message}),
+                            loc=loc, input=value)
+
+
+def _raise_with_the_rest(model: type[BaseModel], data: dict[str, Any],
+                         errors: list[InitErrorDetails], context: dict[str, Any]) -> None:
+    """Raise the normalisation errors together with those of the other fields, so that a
+    record's every problem is reported at once (only on this failure path)."""
+    failed = {error["loc"][0] for error in errors}
+    rest = {key: value for key, value in data.items() if key not in failed}
+    try:
+        model.model_validate(rest, context=context)
+    except ValidationError as other:
+        errors.extend(
+            _error(e["loc"], e["msg"], e["input"], e["type"])
+            for e in other.errors() if e["loc"] and e["loc"][0] not in failed
+        )
+    raise ValidationError.from_exception_data(model.__name__, errors)
+
+
+def _text_rule(normalise: Callable[[str], str]) -> Rule:
+    def rule(value: Any, _context: dict[str, Any]) -> Any:
+        if not isinstance(value, str):
+            return value  # pydantic reports the wrong type
+        return None if is_junk(value) else normalise(value)
+
+    return rule
+
+
+def _list_rule(normalise: Callable[[str, dict[str, Any]], str]) -> Rule:
+    def rule(value: Any, context: dict[str, Any]) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            return value
+        seen: list[str] = []
+        for raw in value:
+            if raw is None or (isinstance(raw, str) and is_junk(raw)):
+                continue
+            if not isinstance(raw, str):
+                raise ValueError("must be a string")
+            normalised = normalise(raw, context)
+            if normalised not in seen:
+                seen.append(normalised)
+        return seen
+
+    return rule
+
+
+def _phone(raw: str, context: dict[str, Any]) -> str:
+    # A person's own country places national-format numbers; the hub default comes second.
+    region = None
+    address = context.get("address")
+    if isinstance(address, Address):
+        region = address.country
+    elif isinstance(address, dict) and isinstance(address.get("country"), str):
+        try:
+            region = normalize_country(address["country"])
+        except NormalizationError:
+            region = None  # the address reports its own error
+    return normalize_phone(raw, region or context.get("region"))
+
+
+def _identifiers(value: Any, _context: dict[str, Any]) -> Any:
+    if not isinstance(value, dict):
+        return value
+    return {str(k): str(v).strip() for k, v in value.items() if not is_junk(v) and str(v).strip()}
+
+
+def _string_id(value: Any, _context: dict[str, Any]) -> Any:
+    # Numeric ids from JSON sources are ids all the same.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _context_of(info: ValidationInfo) -> dict[str, Any]:
+    return info.context if isinstance(info.context, dict) else {}
+
+
 def _as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -118,27 +226,24 @@ class Address(_Canonical):
     postal_code: str | None = Field(None, json_schema_extra=_pii(PiiLabel.CONTACT))
     country: str | None = Field(None, json_schema_extra=_pii(PiiLabel.CONTACT))
 
-    @field_validator("line1", "line2", "city", "region", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _text(cls, value: Any) -> Any:
-        value = _blank_to_none(value)
-        return normalize_text(value) if isinstance(value, str) else value
-
-    @field_validator("postal_code", mode="before")
-    @classmethod
-    def _postcode(cls, value: Any) -> Any:
-        value = _blank_to_none(value)
-        return normalize_text(value).upper() if isinstance(value, str) else value
-
-    @field_validator("country", mode="before")
-    @classmethod
-    def _country(cls, value: Any) -> Any:
-        value = _blank_to_none(value)
-        return normalize_country(value) if isinstance(value, str) else value
+    def _normalise(cls, data: Any, info: ValidationInfo) -> Any:
+        return _normalised(cls, data, _ADDRESS_RULES, _context_of(info))
 
     def is_empty(self) -> bool:
         """Whether no part of the address is known."""
         return not any(self.__dict__.values())
+
+
+_ADDRESS_RULES: dict[str, Rule] = {
+    "line1": _text_rule(normalize_text),
+    "line2": _text_rule(normalize_text),
+    "city": _text_rule(normalize_text),
+    "region": _text_rule(normalize_text),
+    "postal_code": _text_rule(lambda v: normalize_text(v).upper()),
+    "country": _text_rule(normalize_country),
+}
 
 
 class _SourceRecord(_Canonical):
@@ -148,14 +253,6 @@ class _SourceRecord(_Canonical):
     updated_at: datetime | None = None
     deleted: bool = False
     attributes: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("external_id", mode="before")
-    @classmethod
-    def _external_id(cls, value: Any) -> Any:
-        # Numeric ids from JSON sources are ids all the same.
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        return value
 
     @field_validator("updated_at")
     @classmethod
@@ -169,7 +266,6 @@ class Person(_SourceRecord):
     first_name: str | None = Field(None, max_length=200, json_schema_extra=_pii(PiiLabel.NAME))
     last_name: str | None = Field(None, max_length=200, json_schema_extra=_pii(PiiLabel.NAME))
     full_name: str | None = Field(None, max_length=400, json_schema_extra=_pii(PiiLabel.NAME))
-    # Declared before phones: a person's own country places their national-format numbers.
     address: Address | None = None
     emails: list[str] = Field(default_factory=list, json_schema_extra=_pii(PiiLabel.CONTACT))
     phones: list[str] = Field(default_factory=list, json_schema_extra=_pii(PiiLabel.CONTACT))
@@ -184,39 +280,15 @@ class Person(_SourceRecord):
         default_factory=dict, json_schema_extra=_pii(PiiLabel.IDENTIFIER)
     )
 
-    @field_validator("first_name", "last_name", "full_name", "company", "title", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _names(cls, value: Any) -> Any:
-        value = _blank_to_none(value)
-        return normalize_name(value) if isinstance(value, str) else value
-
-    @field_validator("emails", mode="before")
-    @classmethod
-    def _emails(cls, value: Any) -> Any:
-        return _unique(normalize_email, _as_list(value))
-
-    @field_validator("phones", mode="before")
-    @classmethod
-    def _phones(cls, value: Any, info: ValidationInfo) -> Any:
-        address = info.data.get("address")
-        region = (address.country if isinstance(address, Address) else None) or (
-            info.context or {}
-        ).get("region")
-        return _unique(lambda raw: normalize_phone(raw, region), _as_list(value))
+    def _normalise(cls, data: Any, info: ValidationInfo) -> Any:
+        return _normalised(cls, data, _PERSON_RULES, _context_of(info))
 
     @field_validator("address", mode="after")
     @classmethod
     def _no_empty_address(cls, value: Address | None) -> Address | None:
         return None if value is None or value.is_empty() else value
-
-    @field_validator("identifiers", mode="before")
-    @classmethod
-    def _identifiers(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        return {
-            str(k): str(v).strip() for k, v in value.items() if not is_junk(v) and str(v).strip()
-        }
 
     @property
     def display_name(self) -> str | None:
@@ -227,27 +299,18 @@ class Person(_SourceRecord):
         return joined or None
 
 
-def _as_list(value: Any) -> Any:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return value
-
-
-def _unique(normalise: Any, values: Any) -> Any:
-    if not isinstance(values, list | tuple):
-        return values
-    seen: list[str] = []
-    for raw in values:
-        if raw is None or (isinstance(raw, str) and is_junk(raw)):
-            continue
-        if not isinstance(raw, str):
-            raise ValueError("must be a string")
-        value = normalise(raw)
-        if value not in seen:
-            seen.append(value)
-    return seen
+_NAME = _text_rule(normalize_name)
+_PERSON_RULES: dict[str, Rule] = {
+    "external_id": _string_id,
+    "first_name": _NAME,
+    "last_name": _NAME,
+    "full_name": _NAME,
+    "company": _NAME,
+    "title": _NAME,
+    "emails": _list_rule(lambda raw, _context: normalize_email(raw)),
+    "phones": _list_rule(_phone),
+    "identifiers": _identifiers,
+}
 
 
 class Activity(_SourceRecord):
@@ -263,28 +326,32 @@ class Activity(_SourceRecord):
     status: str | None = Field(None, max_length=60)
     subject: str | None = Field(None, max_length=1000, json_schema_extra=_pii(PiiLabel.FREE_TEXT))
 
-    @field_validator("kind", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _kind(cls, value: Any) -> Any:
-        return value.strip().lower().replace(" ", "_") if isinstance(value, str) else value
-
-    @field_validator("currency", mode="before")
-    @classmethod
-    def _currency(cls, value: Any) -> Any:
-        value = _blank_to_none(value)
-        return value.strip().upper() if isinstance(value, str) else value
-
-    @field_validator("person_external_id", mode="before")
-    @classmethod
-    def _person_id(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        return _blank_to_none(value)
+    def _normalise(cls, data: Any, info: ValidationInfo) -> Any:
+        return _normalised(cls, data, _ACTIVITY_RULES, _context_of(info))
 
     @field_validator("occurred_at")
     @classmethod
     def _occurred_utc(cls, value: datetime) -> datetime:
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def _upper_code(value: Any, _context: dict[str, Any]) -> Any:
+    value = _blank_to_none(value)
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _blank_id(value: Any, context: dict[str, Any]) -> Any:
+    return _blank_to_none(_string_id(value, context))
+
+
+_ACTIVITY_RULES: dict[str, Rule] = {
+    "external_id": _string_id,
+    "kind": lambda v, _c: v.strip().lower().replace(" ", "_") if isinstance(v, str) else v,
+    "currency": _upper_code,
+    "person_external_id": _blank_id,
+}
 
 
 class GoldenValue(BaseModel):

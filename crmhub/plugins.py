@@ -72,7 +72,11 @@ class Plugins:
             try:
                 plugin = entry_point.load()
                 self.manager.register(plugin, name=entry_point.name)
+                # A misspelled hook is this plugin's error, not the hub's: check it alone.
+                self.manager.check_pending()
             except Exception as exc:  # a broken plugin must never take the hub down
+                if self.manager.get_plugin(entry_point.name) is not None:
+                    self.manager.unregister(name=entry_point.name)
                 reason = f"{type(exc).__name__}: {exc}"
                 self.failures.append(PluginFailure(entry_point.name, reason))
                 log.warning("plugin.load_failed", plugin=entry_point.name, error=reason)

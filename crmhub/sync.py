@@ -93,7 +93,7 @@ class _Prepared:
 
     page: Page
     counts: Counts
-    pending: list[tuple[str, str, bool]]  # external id, content hash, already stored
+    pending: list[tuple[str, str, bool, Any]]  # external id, hash, already stored, raw
     futures: list[Any]
     quarantined: list[dict[str, Any]]
     ids: frozenset[str]
@@ -237,15 +237,15 @@ class StreamSync:
             existing = record_store.existing_hashes(
                 conn, self.kind, self.source, self.stream_name, list(latest)
             )
-        pending: list[tuple[str, str, bool]] = []
+        pending: list[tuple[str, str, bool, Any]] = []
         batch: list[tuple[Any, str]] = []
         for external_id, (raw, digest) in latest.items():
             before = existing.get(external_id)
             if before == (digest, False):
                 counts.unchanged += 1
                 continue
-            pending.append((external_id, digest, before is not None or external_id in
-                            in_flight_ids))
+            existed = before is not None or external_id in in_flight_ids
+            pending.append((external_id, digest, existed, raw))
             batch.append((raw, external_id))
         counts.quarantined = len(quarantined)
         return _Prepared(page, counts, pending, mapper.submit(batch) if batch else [],
@@ -259,10 +259,10 @@ class StreamSync:
         upserts: list[dict[str, Any]] = []
         stored_ids: list[str] = []
         quarantined = prepared.quarantined
-        for (external_id, digest, existed), (kind, value) in zip(prepared.pending, outcomes,
-                                                                  strict=True):
+        for (external_id, digest, existed, raw), (kind, value) in zip(
+            prepared.pending, outcomes, strict=True
+        ):
             if kind == "problems":
-                raw = self._raw_of(prepared.page, external_id)
                 quarantined.append(self._quarantine_row(
                     external_id, value, _dumps(raw).decode(), None, digest, now, result.run_id))
                 counts.quarantined += 1
@@ -314,13 +314,6 @@ class StreamSync:
         if self.observer:
             self.observer("page", {"counts": counts, "progress": page.progress,
                                    "result": result})
-
-    def _raw_of(self, page: Page, external_id: str) -> Any:
-        key = self.stream.primary_key
-        for raw in reversed(page.records):  # the last occurrence of an id is the one kept
-            if isinstance(raw, dict) and str(raw.get(key)) == external_id:
-                return raw
-        return None
 
     def _quarantine_row(self, external_id: str | None, errors: list[str], raw: str,
                         location: str | None, digest: str, now: datetime,

@@ -156,21 +156,29 @@ def _strptime(text: str, format: str, what: str) -> datetime:
 
 def strip(value: Any) -> str:
     """Trim surrounding white space: ``"  Ann "`` -> ``"Ann"``."""
+    if value.__class__ is str:  # the usual case, without a call
+        return value.strip()
     return _text(value, "strip").strip()
 
 
 def lower(value: Any) -> str:
     """Lower-case: ``"ANN@X.COM"`` -> ``"ann@x.com"``."""
+    if value.__class__ is str:  # the usual case, without a call
+        return value.lower()
     return _text(value, "lower").lower()
 
 
 def upper(value: Any) -> str:
     """Upper-case: ``"gbp"`` -> ``"GBP"``."""
+    if value.__class__ is str:  # the usual case, without a call
+        return value.upper()
     return _text(value, "upper").upper()
 
 
 def title(value: Any) -> str:
     """Title-case each word: ``"ann LEE"`` -> ``"Ann Lee"``."""
+    if value.__class__ is str:  # the usual case, without a call
+        return value.title()
     return _text(value, "title").title()
 
 

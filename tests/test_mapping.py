@@ -720,10 +720,6 @@ def column_rows(
 def assert_record_or_problems(stream: StreamMapping, raw: dict[str, Any]) -> None:
     result = stream.apply(raw, source="files", stream="s", region="GB")
     assert (result.record is None) == bool(result.problems)
-    texts = [value.strip() for value in raw.values() if isinstance(value, str)]
-    for problem in result.problems:
-        reason = problem.split("): ", 1)[-1]  # what follows the field labels
-        assert not any(len(text) >= 4 and text in reason for text in texts), problem
 
 
 @settings(max_examples=200, deadline=None)
@@ -740,8 +736,23 @@ def test_apply_on_arbitrary_dicts_never_raises(
 
 @settings(max_examples=200, deadline=None)
 @given(raw=column_rows(list(PEOPLE_ROW)) | column_rows(list(ACTIVITY_ROW)))
-def test_apply_of_builtin_mappings_on_arbitrary_text_never_raises_nor_leaks_values(
+def test_apply_of_builtin_mappings_on_arbitrary_text_never_raises(
     people_file: StreamMapping, activities_file: StreamMapping, raw: dict[str, Any]
 ) -> None:
     assert_record_or_problems(people_file, raw)
     assert_record_or_problems(activities_file, raw)
+
+
+CANARY = "Qx7"
+canary_text = st.tuples(st.text(max_size=15), st.text(max_size=15)).map(CANARY.join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=column_rows([*PEOPLE_ROW, *ACTIVITY_ROW], canary_text))
+def test_problems_never_contain_the_raw_values(
+    people_file: StreamMapping, activities_file: StreamMapping, raw: dict[str, Any]
+) -> None:
+    # Every value carries a marker that no message of ours contains.
+    for stream in (people_file, activities_file):
+        for problem in stream.apply(raw, source="files", stream="s", region="GB").problems:
+            assert CANARY not in problem, problem

@@ -69,3 +69,15 @@ def test_every_personal_field_has_a_pii_label() -> None:
     assert labels["identifiers"] is PiiLabel.IDENTIFIER
     assert {"first_name", "last_name", "full_name", "phones"} <= set(labels)
     assert "external_id" not in labels
+
+
+def test_every_invalid_field_is_reported_at_its_own_location() -> None:
+    with pytest.raises(ValidationError) as raised:
+        Person.model_validate({
+            "source": "shop", "stream": "people", "external_id": "",
+            "emails": ["nope"], "phones": ["12"], "first_name": "123",
+            "address": {"country": "Atlantis", "city": "Paris"},
+        }, context={"region": "GB"})
+    locations = sorted(error["loc"] for error in raised.value.errors())
+    assert locations == [("address", "country"), ("emails",), ("external_id",),
+                         ("first_name",), ("phones",)]

@@ -17,7 +17,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
-__all__ = ["upsert"]
+__all__ = ["select_by_keys", "upsert"]
 
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
@@ -52,6 +52,46 @@ def upsert(
                                       for values in converted]
     )
     conn.exec_driver_sql(sql, parameters)
+
+
+def select_by_keys(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    where: dict[str, Any],
+    key: str,
+    values: Sequence[Any],
+) -> list[tuple[Any, ...]]:
+    """``SELECT columns FROM table WHERE <where equalities> AND key IN values``, as rows.
+
+    Built for thousands of values per call (one page of records): PostgreSQL gets one array
+    parameter (``= ANY``), SQLite a prepared ``IN`` list in chunks below its parameter limit.
+    """
+    if not values:
+        return []
+    names = ", ".join(columns)
+    filters = " AND ".join(f"{column} = ?" for column in where)
+    # The DBAPI cursor directly: result rows wrapped by SQLAlchemy cost twice the lookup.
+    cursor = conn.connection.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            sql = (f"SELECT {names} FROM {table.name} WHERE "
+                   f"{filters.replace('?', '%s')} AND {key} = ANY(%s)")
+            cursor.execute(sql, (*where.values(), list(values)))
+            return list(cursor.fetchall())
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(values), _SQLITE_CHUNK):
+            chunk = list(values[start : start + _SQLITE_CHUNK])
+            sql = (f"SELECT {names} FROM {table.name} WHERE {filters} AND {key} IN "
+                   f"({', '.join('?' * len(chunk))})")
+            cursor.execute(sql, (*where.values(), *chunk))
+            rows.extend(cursor.fetchall())
+        return rows
+    finally:
+        cursor.close()
+
+
+_SQLITE_CHUNK = 30_000  # SQLite allows 32,766 parameters per statement
 
 
 @lru_cache(maxsize=128)

@@ -11,10 +11,10 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, update
 from sqlalchemy.engine import Connection
 
-from crmhub.store.dialect import upsert
+from crmhub.store.dialect import select_by_keys, upsert
 from crmhub.store.schema import activities, source_records
 
 __all__ = ["RECORD_TABLES", "existing_hashes", "mark_deleted", "upsert_records"]
@@ -42,19 +42,11 @@ def existing_hashes(
     conn: Connection, kind: str, connector: str, stream: str, external_ids: Sequence[str]
 ) -> dict[str, tuple[str, bool]]:
     """For the given ids already stored: external id -> (content hash, is deleted)."""
-    table = RECORD_TABLES[kind]
-    found: dict[str, tuple[str, bool]] = {}
-    for chunk in _chunks(external_ids):
-        rows = conn.execute(
-            select(table.c.external_id, table.c.content_hash, table.c.deleted_at).where(
-                table.c.connector == connector,
-                table.c.stream == stream,
-                table.c.external_id.in_(chunk),
-            )
-        )
-        for external_id, content_hash, deleted_at in rows:
-            found[external_id] = (content_hash, deleted_at is not None)
-    return found
+    rows = select_by_keys(
+        conn, RECORD_TABLES[kind], ("external_id", "content_hash", "deleted_at"),
+        {"connector": connector, "stream": stream}, "external_id", external_ids,
+    )
+    return {external_id: (digest, deleted is not None) for external_id, digest, deleted in rows}
 
 
 def upsert_records(conn: Connection, kind: str, rows: Sequence[dict[str, Any]]) -> None:
