@@ -7,13 +7,19 @@ from importlib import resources
 from pathlib import Path
 
 import typer
-from crmhub.cli.context import EXIT_FAILURES, console, err_console, handle_errors, state
 from rich.table import Table
 
+from crmhub.cli.context import (
+    EXIT_FAILURES,
+    console,
+    err_console,
+    escape,
+    handle_errors,
+    state,
+)
 from crmhub.config import DEFAULT_CONFIG_NAME
 from crmhub.errors import ConnectorError
 from crmhub.store import current_revision, head_revision, safe_url, upgrade
-from crmhub.store.engine import open_engine
 
 db_app = typer.Typer(help="The hub database: schema migrations.", no_args_is_help=True)
 connectors_app = typer.Typer(help="Installed connectors and their settings.",
@@ -46,7 +52,7 @@ def init(
         config_path.write_text(template, encoding="utf-8")
         console.print(f"wrote {config_path}")
     state(ctx).config_path = config_path
-    with state(ctx).open_hub(create=False) as hub:
+    with state(ctx).open_hub(create=False, check_schema=False) as hub:
         before, after = upgrade(hub.engine)
         console.print(f"hub database {safe_url(hub.engine.url)} at schema revision {after}"
                       + (" (created)" if before is None else ""))
@@ -56,7 +62,7 @@ def init(
 @handle_errors
 def db_upgrade(ctx: typer.Context) -> None:
     """Migrate the hub database to the schema of this crmhub version."""
-    with state(ctx).open_hub(create=False) as hub:
+    with state(ctx).open_hub(create=False, check_schema=False) as hub:
         before, after = upgrade(hub.engine)
     console.print(f"schema revision {before or '(empty)'} -> {after}")
 
@@ -65,15 +71,9 @@ def db_upgrade(ctx: typer.Context) -> None:
 @handle_errors
 def db_current(ctx: typer.Context) -> None:
     """Show the schema revision of the hub database and the one this crmhub needs."""
-    from crmhub.config import load_config
-
-    config = load_config(state(ctx).config_path, connector_types=state(ctx).plugins().connectors())
-    engine = open_engine(config.hub.database_url)
-    try:
-        console.print(f"database: {current_revision(engine) or '(empty)'}; "
+    with state(ctx).open_hub(create=False, check_schema=False) as hub:
+        console.print(f"database: {current_revision(hub.engine) or '(empty)'}; "
                       f"this crmhub: {head_revision()}")
-    finally:
-        engine.dispose()
 
 
 @connectors_app.command("list")
@@ -106,11 +106,12 @@ def connectors_list(
             f"{n} ({s['primary_key']}, {s['cursor'] or 'full'})"
             for n, s in row["streams"].items()
         )
-        table.add_row(row["name"], " ".join(row["capabilities"]), streams, row["description"])
+        table.add_row(escape(row["name"]), " ".join(row["capabilities"]), escape(streams),
+                      escape(row["description"]))
     console.print(table)
     for failure in broken:
-        err_console.print(f"[yellow]failed to load plugin {failure['plugin']}:[/] "
-                          f"{failure['error']}")
+        err_console.print(f"[yellow]failed to load plugin {escape(failure['plugin'])}:[/] "
+                          f"{escape(failure['error'])}")
 
 
 @connectors_app.command("check")
@@ -130,7 +131,7 @@ def connectors_check(
                 console.print(f"[green]ok[/]      {name}")
             except ConnectorError as exc:
                 failed += 1
-                console.print(f"[red]failed[/]  {name}: {exc}")
+                console.print(f"[red]failed[/]  {escape(name)}: {escape(str(exc))}")
             finally:
                 connector.close()
     if failed:

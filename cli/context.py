@@ -14,19 +14,30 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from crmhub.config import DEFAULT_CONFIG_NAME
 from crmhub.errors import ConfigError, CrmhubError, MappingError, PluginError, StoreError
 from crmhub.hub import Hub
 from crmhub.plugins import Plugins
 
-__all__ = ["EXIT_FAILURES", "EXIT_USAGE", "CliState", "console", "err_console", "handle_errors"]
+__all__ = [
+    "EXIT_FAILURES",
+    "EXIT_USAGE",
+    "CliState",
+    "console",
+    "err_console",
+    "escape",
+    "handle_errors",
+]
 
 EXIT_FAILURES = 1
 EXIT_USAGE = 2
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Piped output is read by people later (CI logs, files): do not squeeze it into 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=_WIDTH)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,12 +53,13 @@ class CliState:
         plugins = Plugins()
         for failure in plugins.failures:
             err_console.print(f"[yellow]warning:[/] plugin {failure.name!r} skipped: "
-                              f"{failure.error}")
+                              f"{escape(failure.error)}")
         return plugins
 
-    def open_hub(self, *, create: bool = True) -> Hub:
+    def open_hub(self, *, create: bool = True, check_schema: bool = True) -> Hub:
         """Open the hub named by ``--config``."""
-        return Hub.open(self.config_path, plugins=self.plugins(), create=create)
+        return Hub.open(self.config_path, plugins=self.plugins(), create=create,
+                        check_schema=check_schema)
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -67,13 +79,13 @@ def handle_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except (ConfigError, MappingError, PluginError) as exc:
-            err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(EXIT_USAGE) from None
         except StoreError as exc:
-            err_console.print(f"[red]database error:[/] {exc}", soft_wrap=True)
+            err_console.print(f"[red]database error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(EXIT_USAGE) from None
         except CrmhubError as exc:
-            err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(EXIT_FAILURES) from None
 
     return wrapper  # type: ignore[return-value]

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import typer
+
 from crmhub.cli import admin, ops, sync_cmd
 from crmhub.cli.context import CliState, is_interactive
-
 from crmhub.config import DEFAULT_CONFIG_NAME
 from crmhub.logs import configure_logging
 from crmhub.plugins import Plugins

@@ -8,9 +8,16 @@ from typing import Any
 
 import orjson
 import typer
-from crmhub.cli.context import EXIT_FAILURES, console, err_console, handle_errors, state
 from rich.table import Table
 
+from crmhub.cli.context import (
+    EXIT_FAILURES,
+    console,
+    err_console,
+    escape,
+    handle_errors,
+    state,
+)
 from crmhub.store import quarantine as quarantine_store
 from crmhub.store.runs import list_runs
 
@@ -60,7 +67,7 @@ def runs(
         table.add_row(
             str(row["id"]), f"{row['connector']}/{row['stream']}", row["mode"],
             f"[{colour}]{row['status']}[/]", _when(row["started_at"]), took,
-            *(f"{row[name]:,}" for name in shown), (row["error"] or "")[:80],
+            *(f"{row[name]:,}" for name in shown), escape((row["error"] or "")[:80]),
         )
     console.print(table)
 
@@ -86,7 +93,7 @@ def quarantine_list(
     for row in rows:
         table.add_row(
             str(row["id"]), f"{row['connector']}/{row['stream']}",
-            row["external_id"] or row["location"] or "", "; ".join(row["errors"]),
+            escape(row["external_id"] or row["location"] or ""), escape("; ".join(row["errors"])),
             _when(row["last_seen"]), row["resolution"] or "",
         )
     console.print(table)
@@ -103,10 +110,10 @@ def quarantine_show(ctx: typer.Context, quarantine_id: int = typer.Argument(...)
     if row is None:
         err_console.print(f"no quarantined record {quarantine_id}")
         raise typer.Exit(EXIT_FAILURES)
-    console.print(f"[bold]{row['connector']}/{row['stream']}[/] record "
-                  f"{row['external_id'] or '(no id)'} {row['location'] or ''}")
+    console.print(f"[bold]{escape(row['connector'])}/{escape(row['stream'])}[/] record "
+                  f"{escape(row['external_id'] or '(no id)')} {escape(row['location'] or '')}")
     for error in row["errors"]:
-        console.print(f"  [red]-[/] {error}")
+        console.print(f"  [red]-[/] {escape(error)}")
     try:
         console.print_json(json.dumps(orjson.loads(row["raw"])))
     except orjson.JSONDecodeError:

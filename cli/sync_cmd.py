@@ -7,14 +7,6 @@ import time
 from typing import Any
 
 import typer
-from crmhub.cli.context import (
-    EXIT_FAILURES,
-    console,
-    err_console,
-    handle_errors,
-    is_interactive,
-    state,
-)
 from rich.progress import (
     BarColumn,
     Progress,
@@ -24,6 +16,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from crmhub.cli.context import (
+    EXIT_FAILURES,
+    console,
+    err_console,
+    escape,
+    handle_errors,
+    is_interactive,
+    state,
+)
 from crmhub.sync import StreamResult
 
 
@@ -119,10 +120,10 @@ def _print_summary(results: list[StreamResult], elapsed: float, dry_run: bool) -
     console.print(f"{total:,} records in {elapsed:.1f} s ({rate:,.0f} records/s)")
     for result in results:
         for warning in result.warnings:
-            console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+            console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
         if result.error:
-            console.print(f"[red]{result.connector}/{result.stream} failed:[/] {result.error}",
-                          soft_wrap=True)
+            console.print(f"[red]{escape(result.connector)}/{escape(result.stream)} failed:[/] "
+                          f"{escape(result.error)}", soft_wrap=True)
     quarantined = sum(r.counts.quarantined for r in results)
     if quarantined and not dry_run:
         console.print(f"{quarantined:,} records quarantined: see `crmhub quarantine list`")

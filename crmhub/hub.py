@@ -74,12 +74,14 @@ class Hub:
         *,
         plugins: Plugins | None = None,
         create: bool = True,
+        check_schema: bool = True,
     ) -> Hub:
         """Load the config, open the store and check its schema.
 
         A new embedded (SQLite) hub is created and migrated on first use when ``create`` is
         true; a PostgreSQL hub is never created implicitly (run ``crmhub init`` or
-        ``crmhub db upgrade``).
+        ``crmhub db upgrade``). ``check_schema=False`` opens a hub at any revision, for
+        migrating it.
 
         Raises:
             ConfigError: the config is wrong.
@@ -94,7 +96,8 @@ class Hub:
             upgrade(engine)
             hub.created = True
             log.info("hub.created")
-        require_current(engine)
+        if check_schema:
+            require_current(engine)
         return hub
 
     def close(self) -> None:

@@ -67,10 +67,11 @@ def _sync(folder: Path, kill_at: str | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CRMHUB_LOG_LEVEL": "warning"}
     if kill_at:
         env["KILL_AT"] = kill_at
-    return subprocess.Popen(
-        [sys.executable, str(folder.parent / "driver.py"), str(folder / "crmhub.toml")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    with (folder / "sync.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, str(folder.parent / "driver.py"), str(folder / "crmhub.toml")],
+            env=env, stdout=subprocess.DEVNULL, stderr=log,
+        )
 
 
 def _snapshot(folder: Path) -> dict[str, object]:
@@ -100,7 +101,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     (root / "driver.py").write_text(DRIVER)
     folder = _hub_folder(root / "reference", data, workers=1)
     process = _sync(folder)
-    assert process.wait(timeout=300) == 0, process.stderr.read() if process.stderr else ""
+    assert process.wait(timeout=300) == 0, (folder / "sync.log").read_text()
     return data, _snapshot(folder)
 
 

@@ -744,7 +744,7 @@ def test_apply_of_builtin_mappings_on_arbitrary_text_never_raises(
 
 
 CANARY = "Qx7"
-canary_text = st.tuples(st.text(max_size=15), st.text(max_size=15)).map(CANARY.join)
+canary_text = st.tuples(st.text(max_size=8), st.text(max_size=8)).map(CANARY.join)
 
 
 @settings(max_examples=200, deadline=None)

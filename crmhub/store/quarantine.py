@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
 from crmhub.store.dialect import upsert
+from crmhub.store.rows import as_dict
 from crmhub.store.schema import quarantine
 
 __all__ = [
@@ -109,7 +110,7 @@ def list_quarantine(
         query = query.where(quarantine.c.stream == stream)
     if not include_resolved:
         query = query.where(quarantine.c.resolved_at.is_(None))
-    return [dict(row._mapping) for row in conn.execute(query)]
+    return [as_dict(row) for row in conn.execute(query)]
 
 
 def raw_records(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
@@ -126,4 +127,4 @@ def raw_records(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
 def get_quarantined(conn: Connection, quarantine_id: int) -> dict[str, Any] | None:
     """One quarantined record with its raw content."""
     row = conn.execute(select(quarantine).where(quarantine.c.id == quarantine_id)).first()
-    return None if row is None else dict(row._mapping)
+    return None if row is None else as_dict(row)

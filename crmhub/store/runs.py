@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
+from crmhub.store.rows import as_dict
 from crmhub.store.schema import sync_runs
 
 __all__ = ["Counts", "add_counts", "finish_run", "list_runs", "start_run"]
@@ -107,4 +108,4 @@ def list_runs(
         query = query.where(sync_runs.c.connector == connector)
     if status:
         query = query.where(sync_runs.c.status == status)
-    return [dict(row._mapping) for row in conn.execute(query)]
+    return [as_dict(row) for row in conn.execute(query)]

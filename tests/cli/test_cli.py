@@ -15,9 +15,11 @@ from crmhub.cli.main import app
 
 
 def _run(folder: Path, *args: str) -> tuple[int, str]:
+    """Exit code and what the command printed; with --json, standard output alone (what a
+    script reads), else standard output and error together."""
     result = CliRunner().invoke(app, ["--config", str(folder / "crmhub.toml"), *args],
                                 catch_exceptions=False)
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout if "--json" in args else result.output
 
 
 @pytest.fixture
