@@ -102,12 +102,13 @@ def main() -> None:
     for attempt in range(args.repeat):
         folder = Path(tempfile.mkdtemp(prefix="crmhub-ingest-"))
         try:
-            (folder / "crmhub.toml").write_text(
-                CONFIG.format(data=data, page_size=args.page_size))
+            (folder / "crmhub.toml").write_text(CONFIG.format(data=data, page_size=args.page_size))
             for phase in ["first", *[p for p in phases if p != "first"]]:
                 output = subprocess.run(
                     [sys.executable, __file__, "--run-phase", phase, "--folder", str(folder)],
-                    check=True, capture_output=True, text=True,
+                    check=True,
+                    capture_output=True,
+                    text=True,
                     env={**os.environ, "CRMHUB_LOG_LEVEL": "warning"},
                 ).stdout
                 numbers = json.loads(output.strip().splitlines()[-1])
@@ -118,8 +119,10 @@ def main() -> None:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    print(f"\nN = {args.people:,} people, median of {args.repeat} runs "
-          f"(page size {args.page_size}, {os.cpu_count()} cores)")
+    print(
+        f"\nN = {args.people:,} people, median of {args.repeat} runs "
+        f"(page size {args.page_size}, {os.cpu_count()} cores)"
+    )
     for phase, runs in results.items():
         if not runs:
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -22,8 +23,7 @@ from crmhub.errors import ConnectorError
 from crmhub.store import current_revision, head_revision, safe_url, upgrade
 
 db_app = typer.Typer(help="The hub database: schema migrations.", no_args_is_help=True)
-connectors_app = typer.Typer(help="Installed connectors and their settings.",
-                             no_args_is_help=True)
+connectors_app = typer.Typer(help="Installed connectors and their settings.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -54,8 +54,10 @@ def init(
     state(ctx).config_path = config_path
     with state(ctx).open_hub(create=False, check_schema=False) as hub:
         before, after = upgrade(hub.engine)
-        console.print(f"hub database {safe_url(hub.engine.url)} at schema revision {after}"
-                      + (" (created)" if before is None else ""))
+        console.print(
+            f"hub database {safe_url(hub.engine.url)} at schema revision {after}"
+            + (" (created)" if before is None else "")
+        )
 
 
 @db_app.command("upgrade")
@@ -72,8 +74,9 @@ def db_upgrade(ctx: typer.Context) -> None:
 def db_current(ctx: typer.Context) -> None:
     """Show the schema revision of the hub database and the one this crmhub needs."""
     with state(ctx).open_hub(create=False, check_schema=False) as hub:
-        console.print(f"database: {current_revision(hub.engine) or '(empty)'}; "
-                      f"this crmhub: {head_revision()}")
+        console.print(
+            f"database: {current_revision(hub.engine) or '(empty)'}; this crmhub: {head_revision()}"
+        )
 
 
 @connectors_app.command("list")
@@ -84,18 +87,20 @@ def connectors_list(
 ) -> None:
     """Show every installed connector with its streams and capabilities."""
     plugins = state(ctx).plugins()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, connector in sorted(plugins.connectors().items()):
-        rows.append({
-            "name": name,
-            "description": connector.description,
-            "capabilities": list(connector.capabilities()),
-            "streams": {
-                stream_name: {"primary_key": s.primary_key, "cursor": s.cursor, "kind": s.kind}
-                for stream_name, s in connector.streams.items()
-            },
-            "module": connector.__module__,
-        })
+        rows.append(
+            {
+                "name": name,
+                "description": connector.description,
+                "capabilities": list(connector.capabilities()),
+                "streams": {
+                    stream_name: {"primary_key": s.primary_key, "cursor": s.cursor, "kind": s.kind}
+                    for stream_name, s in connector.streams.items()
+                },
+                "module": connector.__module__,
+            }
+        )
     broken = [{"plugin": f.name, "error": f.error} for f in plugins.failures]
     if as_json:
         console.print_json(json.dumps({"connectors": rows, "failed_plugins": broken}))
@@ -103,15 +108,20 @@ def connectors_list(
     table = Table("connector", "capabilities", "streams (primary key, cursor)", "description")
     for row in rows:
         streams = ", ".join(
-            f"{n} ({s['primary_key']}, {s['cursor'] or 'full'})"
-            for n, s in row["streams"].items()
+            f"{n} ({s['primary_key']}, {s['cursor'] or 'full'})" for n, s in row["streams"].items()
         )
-        table.add_row(escape(row["name"]), " ".join(row["capabilities"]), escape(streams),
-                      escape(row["description"]))
+        table.add_row(
+            escape(row["name"]),
+            " ".join(row["capabilities"]),
+            escape(streams),
+            escape(row["description"]),
+        )
     console.print(table)
     for failure in broken:
-        err_console.print(f"[yellow]failed to load plugin {escape(failure['plugin'])}:[/] "
-                          f"{escape(failure['error'])}")
+        err_console.print(
+            f"[yellow]failed to load plugin {escape(failure['plugin'])}:[/] "
+            f"{escape(failure['error'])}"
+        )
 
 
 @connectors_app.command("check")

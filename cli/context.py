@@ -52,14 +52,16 @@ class CliState:
         """Load the plugins, warning about any that failed."""
         plugins = Plugins()
         for failure in plugins.failures:
-            err_console.print(f"[yellow]warning:[/] plugin {failure.name!r} skipped: "
-                              f"{escape(failure.error)}")
+            err_console.print(
+                f"[yellow]warning:[/] plugin {failure.name!r} skipped: {escape(failure.error)}"
+            )
         return plugins
 
     def open_hub(self, *, create: bool = True, check_schema: bool = True) -> Hub:
         """Open the hub named by ``--config``."""
-        return Hub.open(self.config_path, plugins=self.plugins(), create=create,
-                        check_schema=check_schema)
+        return Hub.open(
+            self.config_path, plugins=self.plugins(), create=create, check_schema=check_schema
+        )
 
 
 def state(ctx: typer.Context) -> CliState:

@@ -21,8 +21,9 @@ from crmhub.cli.context import (
 from crmhub.store import quarantine as quarantine_store
 from crmhub.store.runs import list_runs
 
-quarantine_app = typer.Typer(help="Records that failed mapping or validation.",
-                             no_args_is_help=True)
+quarantine_app = typer.Typer(
+    help="Records that failed mapping or validation.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -62,12 +63,18 @@ def runs(
         took = ""
         if row["finished_at"] and row["started_at"]:
             took = f"{(row['finished_at'] - row['started_at']).total_seconds():.1f}s"
-        colour = {"succeeded": "green", "failed": "red", "running": "cyan"}.get(row["status"],
-                                                                               "yellow")
+        colour = {"succeeded": "green", "failed": "red", "running": "cyan"}.get(
+            row["status"], "yellow"
+        )
         table.add_row(
-            str(row["id"]), f"{row['connector']}/{row['stream']}", row["mode"],
-            f"[{colour}]{row['status']}[/]", _when(row["started_at"]), took,
-            *(f"{row[name]:,}" for name in shown), escape((row["error"] or "")[:80]),
+            str(row["id"]),
+            f"{row['connector']}/{row['stream']}",
+            row["mode"],
+            f"[{colour}]{row['status']}[/]",
+            _when(row["started_at"]),
+            took,
+            *(f"{row[name]:,}" for name in shown),
+            escape((row["error"] or "")[:80]),
         )
     console.print(table)
 
@@ -92,9 +99,12 @@ def quarantine_list(
     table = Table("id", "stream", "record", "errors", "seen", "resolved")
     for row in rows:
         table.add_row(
-            str(row["id"]), f"{row['connector']}/{row['stream']}",
-            escape(row["external_id"] or row["location"] or ""), escape("; ".join(row["errors"])),
-            _when(row["last_seen"]), row["resolution"] or "",
+            str(row["id"]),
+            f"{row['connector']}/{row['stream']}",
+            escape(row["external_id"] or row["location"] or ""),
+            escape("; ".join(row["errors"])),
+            _when(row["last_seen"]),
+            row["resolution"] or "",
         )
     console.print(table)
     if not rows:
@@ -110,8 +120,10 @@ def quarantine_show(ctx: typer.Context, quarantine_id: int = typer.Argument(...)
     if row is None:
         err_console.print(f"no quarantined record {quarantine_id}")
         raise typer.Exit(EXIT_FAILURES)
-    console.print(f"[bold]{escape(row['connector'])}/{escape(row['stream'])}[/] record "
-                  f"{escape(row['external_id'] or '(no id)')} {escape(row['location'] or '')}")
+    console.print(
+        f"[bold]{escape(row['connector'])}/{escape(row['stream'])}[/] record "
+        f"{escape(row['external_id'] or '(no id)')} {escape(row['location'] or '')}"
+    )
     for error in row["errors"]:
         console.print(f"  [red]-[/] {escape(error)}")
     try:
@@ -134,9 +146,11 @@ def quarantine_retry(
     with state(ctx).open_hub() as hub:
         outcome = hub.retry_quarantined(ids=ids or None, connector=connector)
     counts = outcome.counts
-    console.print(f"retried {counts.read:,}: {counts.inserted:,} inserted, "
-                  f"{counts.updated:,} updated, {counts.quarantined:,} still failing, "
-                  f"{counts.suppressed:,} suppressed; {outcome.not_retriable:,} not retriable "
-                  "(unparsed rows: fix the source and sync again)")
+    console.print(
+        f"retried {counts.read:,}: {counts.inserted:,} inserted, "
+        f"{counts.updated:,} updated, {counts.quarantined:,} still failing, "
+        f"{counts.suppressed:,} suppressed; {outcome.not_retriable:,} not retriable "
+        "(unparsed rows: fix the source and sync again)"
+    )
     if counts.quarantined:
         raise typer.Exit(EXIT_FAILURES)

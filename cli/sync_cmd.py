@@ -46,8 +46,7 @@ class _ProgressBars:
         result: StreamResult = details["result"]
         key = (result.connector, result.stream)
         if key not in self.tasks:
-            self.tasks[key] = self.progress.add_task(f"{key[0]}/{key[1]}", total=None,
-                                                     records=0)
+            self.tasks[key] = self.progress.add_task(f"{key[0]}/{key[1]}", total=None, records=0)
         task = self.tasks[key]
         fraction = details.get("progress")
         self.progress.update(
@@ -79,12 +78,15 @@ def sync(
             err_console.print(f"created a new hub at {hub.engine.url.database}")
         if is_interactive() and not as_json:
             columns = (
-                TextColumn("{task.description}"), BarColumn(),
-                TextColumn("{task.fields[records]:>10,} records"), TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[records]:>10,} records"),
+                TimeElapsedColumn(),
             )
             with Progress(*columns, console=err_console, transient=False) as progress:
-                results = hub.sync(names, full=full, dry_run=dry_run,
-                                   observer=_ProgressBars(progress))
+                results = hub.sync(
+                    names, full=full, dry_run=dry_run, observer=_ProgressBars(progress)
+                )
         else:
             results = hub.sync(names, full=full, dry_run=dry_run)
     elapsed = time.monotonic() - started
@@ -98,22 +100,30 @@ def sync(
 
 def _as_dict(result: StreamResult) -> dict[str, Any]:
     return {
-        "connector": result.connector, "stream": result.stream, "mode": result.mode,
-        "status": result.status, "run_id": result.run_id, "error": result.error,
-        "warnings": result.warnings, **result.counts.as_dict(),
+        "connector": result.connector,
+        "stream": result.stream,
+        "mode": result.mode,
+        "status": result.status,
+        "run_id": result.run_id,
+        "error": result.error,
+        "warnings": result.warnings,
+        **result.counts.as_dict(),
     }
 
 
 def _print_summary(results: list[StreamResult], elapsed: float, dry_run: bool) -> None:
-    columns = ("read", "inserted", "updated", "unchanged", "deleted", "quarantined",
-               "suppressed")
-    table = Table("stream", "status", *columns, title="dry run: nothing stored" if dry_run
-                  else None)
+    columns = ("read", "inserted", "updated", "unchanged", "deleted", "quarantined", "suppressed")
+    table = Table(
+        "stream", "status", *columns, title="dry run: nothing stored" if dry_run else None
+    )
     for result in results:
         colour = "green" if result.ok else "red"
         counts = result.counts.as_dict()
-        table.add_row(f"{result.connector}/{result.stream}",
-                      f"[{colour}]{result.status}[/]", *(f"{counts[c]:,}" for c in columns))
+        table.add_row(
+            f"{result.connector}/{result.stream}",
+            f"[{colour}]{result.status}[/]",
+            *(f"{counts[c]:,}" for c in columns),
+        )
     console.print(table)
     total = sum(r.counts.read for r in results)
     rate = total / elapsed if elapsed > 0 else 0.0
@@ -122,8 +132,11 @@ def _print_summary(results: list[StreamResult], elapsed: float, dry_run: bool) -
         for warning in result.warnings:
             console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
         if result.error:
-            console.print(f"[red]{escape(result.connector)}/{escape(result.stream)} failed:[/] "
-                          f"{escape(result.error)}", soft_wrap=True)
+            console.print(
+                f"[red]{escape(result.connector)}/{escape(result.stream)} failed:[/] "
+                f"{escape(result.error)}",
+                soft_wrap=True,
+            )
     quarantined = sum(r.counts.quarantined for r in results)
     if quarantined and not dry_run:
         console.print(f"{quarantined:,} records quarantined: see `crmhub quarantine list`")

@@ -232,8 +232,9 @@ class _FilesConnector(Connector):
 
     config: FilesConfig
     streams: ClassVar[dict[str, Stream]] = {
-        "records": Stream(primary_key="id",
-                          description="one stream per instance, named by `stream`")
+        "records": Stream(
+            primary_key="id", description="one stream per instance, named by `stream`"
+        )
     }
     default_mapping = "people_file"
 
@@ -271,8 +272,10 @@ class _FilesConnector(Connector):
         """
         files = self._files()
         if not files:
-            raise FatalError(f"folder {self.config.path} has no files matching "
-                             f"{self.config.pattern!r}", connector=self.instance_name)
+            raise FatalError(
+                f"folder {self.config.path} has no files matching {self.config.pattern!r}",
+                connector=self.instance_name,
+            )
         for name, path in files:
             if not os.access(path, os.R_OK):
                 raise FatalError(f"{name} is not readable", connector=self.instance_name)
@@ -298,8 +301,10 @@ class _FilesConnector(Connector):
         """
         cfg = self.config
         if stream != cfg.stream:
-            raise FatalError(f"unknown stream {stream!r} (this instance reads {cfg.stream!r})",
-                             connector=self.instance_name)
+            raise FatalError(
+                f"unknown stream {stream!r} (this instance reads {cfg.stream!r})",
+                connector=self.instance_name,
+            )
         state = state or {}
         previous = state.get("cursor") if cfg.cursor else None
         running = state.get("pass")
@@ -322,15 +327,26 @@ class _FilesConnector(Connector):
                 ends = [d for d in (_to_utc(previous), page.high) if d is not None]
                 new_state = {"cursor": _iso(max(ends))} if cfg.cursor and ends else {}
             else:
-                new_state = {"pass": {"since": _iso(since), "max": _iso(page.high),
-                                      "file": page.file, "offset": page.offset,
-                                      "line": page.line}}
+                new_state = {
+                    "pass": {
+                        "since": _iso(since),
+                        "max": _iso(page.high),
+                        "file": page.file,
+                        "offset": page.offset,
+                        "line": page.line,
+                    }
+                }
                 if previous is not None:
                     new_state["cursor"] = previous
             progress = 1.0 if final else min(1.0, (done + page.offset) / total)
             records, deleted, problems = page.take()
-            return Page(records=records, state=new_state, deleted=deleted, problems=problems,
-                        progress=progress)
+            return Page(
+                records=records,
+                state=new_state,
+                deleted=deleted,
+                problems=problems,
+                progress=progress,
+            )
 
         for name, path, size in files:
             if name < start:
@@ -345,8 +361,9 @@ class _FilesConnector(Connector):
             except FileNotFoundError:
                 continue  # deleted since it was listed: nothing left to read in it
             except OSError as exc:
-                raise FatalError(f"cannot read {name}: {exc.strerror or exc}",
-                                 connector=self.instance_name) from exc
+                raise FatalError(
+                    f"cannot read {name}: {exc.strerror or exc}", connector=self.instance_name
+                ) from exc
             done += size
             if page.room <= 0:  # a problem outside the row loop filled the page
                 yield emit()
@@ -356,8 +373,10 @@ class _FilesConnector(Connector):
 
     def _output(self) -> Path:
         if self.config.output is None:
-            raise FatalError("cannot write: set `output` to the file changes are appended to",
-                             connector=self.instance_name)
+            raise FatalError(
+                "cannot write: set `output` to the file changes are appended to",
+                connector=self.instance_name,
+            )
         return self.config.output
 
     def write(self, stream: str, changes: Iterable[Change]) -> Iterator[WriteResult]:
@@ -382,8 +401,9 @@ class _FilesConnector(Connector):
             if change.idempotency_key not in seen:
                 seen.add(change.idempotency_key)
                 todo.append(change)
-            results.append(WriteResult(change.idempotency_key, ok=True,
-                                       external_id=change.external_id))
+            results.append(
+                WriteResult(change.idempotency_key, ok=True, external_id=change.external_id)
+            )
         failed = self._append(output, todo) if todo else {}
         if stat is None and output.exists():
             _fsync_folder(output.parent)  # make the new file's name durable too
@@ -391,8 +411,13 @@ class _FilesConnector(Connector):
         self._known = (after.st_size, after.st_mtime_ns, seen - set(failed)) if after else None
         for result in results:
             error = failed.get(result.idempotency_key)
-            yield result if error is None else WriteResult(
-                result.idempotency_key, ok=False, external_id=result.external_id, error=error)
+            yield (
+                result
+                if error is None
+                else WriteResult(
+                    result.idempotency_key, ok=False, external_id=result.external_id, error=error
+                )
+            )
 
     def _read_keys(self, output: Path) -> set[str]:
         raise NotImplementedError
@@ -487,18 +512,28 @@ class CsvConnector(_FilesConnector):
         header = self._header(path)
         if not header:
             return  # an empty export is legal: it just has nothing to read yet
-        for setting, column in (("primary_key", cfg.primary_key), ("cursor", cfg.cursor),
-                                ("deleted_field", cfg.deleted_field)):
+        for setting, column in (
+            ("primary_key", cfg.primary_key),
+            ("cursor", cfg.cursor),
+            ("deleted_field", cfg.deleted_field),
+        ):
             if column and column not in header:
                 raise FatalError(
                     f"{name}: the header has no column {column!r} (setting `{setting}`); "
-                    f"its columns are: {', '.join(header)}", connector=self.instance_name)
+                    f"its columns are: {', '.join(header)}",
+                    connector=self.instance_name,
+                )
 
     def _scan(self, name: str, path: Path, offset: int, line: int, page: _Page) -> Iterator[None]:
         cfg, to_utc, fromiso = self.config, _to_utc, datetime.fromisoformat
         moment: datetime | None
-        records, deleted, problems, room, size = (page.records, page.deleted, page.problems,
-                                                  page.room, page.size)
+        records, deleted, problems, room, size = (
+            page.records,
+            page.deleted,
+            page.problems,
+            page.room,
+            page.size,
+        )
         since, high = page.since, page.high
         raw: _RawLines | None = None
         with open(path, encoding=cfg.encoding, errors="replace", newline="") as f:
@@ -507,9 +542,13 @@ class CsvConnector(_FilesConnector):
                 header = next((r for r in _csv_rows(reader) if not _is_blank(r)), [])
                 if header is None:  # unparsable header: no row of this file can be keyed
                     raw = _RawLines(path, cfg.encoding, 0, 0)
-                    problems.append(RecordProblem(
-                        "the header row cannot be parsed as CSV; file skipped",
-                        raw.get(1, reader.line_num), f"{name}:1"))
+                    problems.append(
+                        RecordProblem(
+                            "the header row cannot be parsed as CSV; file skipped",
+                            raw.get(1, reader.line_num),
+                            f"{name}:1",
+                        )
+                    )
                     page.room = room - 1
                     page.mark(name, f.seek(0, os.SEEK_END), reader.line_num)
                     return
@@ -540,8 +579,12 @@ class CsvConnector(_FilesConnector):
                                             continue
                                         if high is None or moment > high:
                                             high = moment
-                                if pi is not None and di is not None and row[pi] and _truthy(
-                                        row[di]):
+                                if (
+                                    pi is not None
+                                    and di is not None
+                                    and row[pi]
+                                    and _truthy(row[di])
+                                ):
                                     deleted.append(row[pi])
                                 else:
                                     records.append(dict(zip(header, row, strict=True)))
@@ -549,9 +592,13 @@ class CsvConnector(_FilesConnector):
                                 continue  # a blank line
                             else:
                                 raw = raw or _RawLines(path, cfg.encoding, offset, line)
-                                problems.append(RecordProblem(
-                                    f"row has {len(row)} fields, the header has {n}",
-                                    raw.get(base + start, base + prev), f"{name}:{base + start}"))
+                                problems.append(
+                                    RecordProblem(
+                                        f"row has {len(row)} fields, the header has {n}",
+                                        raw.get(base + start, base + prev),
+                                        f"{name}:{base + start}",
+                                    )
+                                )
                             room -= 1
                             if not room:  # tell() is slow on text files: only per page
                                 page.high = high
@@ -562,9 +609,13 @@ class CsvConnector(_FilesConnector):
                     except csv.Error as exc:
                         start, prev = prev + 1, reader.line_num
                         raw = raw or _RawLines(path, cfg.encoding, offset, line)
-                        problems.append(RecordProblem(
-                            f"row cannot be parsed as CSV ({exc})",
-                            raw.get(base + start, base + prev), f"{name}:{base + start}"))
+                        problems.append(
+                            RecordProblem(
+                                f"row cannot be parsed as CSV ({exc})",
+                                raw.get(base + start, base + prev),
+                                f"{name}:{base + start}",
+                            )
+                        )
                         room -= 1
                         if not room:
                             page.high = high
@@ -582,8 +633,11 @@ class CsvConnector(_FilesConnector):
             rows = _csv_rows(csv.reader(iter(f.readline, ""), delimiter=self.config.delimiter))
             header = next(rows, None) or []
             if "idempotency_key" not in header:
-                raise FatalError(f"output {output.name} has no idempotency_key column: it is "
-                                 "not a file this connector writes", connector=self.instance_name)
+                raise FatalError(
+                    f"output {output.name} has no idempotency_key column: it is "
+                    "not a file this connector writes",
+                    connector=self.instance_name,
+                )
             i = header.index("idempotency_key")
             return {row[i] for row in rows if row is not None and len(row) > i}
 
@@ -592,19 +646,26 @@ class CsvConnector(_FilesConnector):
         new = not output.exists() or output.stat().st_size == 0
         if new:
             fields = dict.fromkeys(k for change in changes for k in change.fields)
-            columns = ["external_id", "idempotency_key", *(k for k in fields if k not in
-                                                          ("external_id", "idempotency_key"))]
+            columns = [
+                "external_id",
+                "idempotency_key",
+                *(k for k in fields if k not in ("external_id", "idempotency_key")),
+            ]
         else:
             columns = self._header(output)
         known, failed, rows = set(columns), {}, []
         for change in changes:
             missing = [k for k in change.fields if k not in known]
             if missing:  # a CSV cannot grow columns in place; rewriting it is not ours to do
-                failed[change.idempotency_key] = (f"output {output.name} has no column "
-                                                  f"{', '.join(missing)}")
+                failed[change.idempotency_key] = (
+                    f"output {output.name} has no column {', '.join(missing)}"
+                )
                 continue
-            values = {**change.fields, "external_id": change.external_id,
-                      "idempotency_key": change.idempotency_key}
+            values = {
+                **change.fields,
+                "external_id": change.external_id,
+                "idempotency_key": change.idempotency_key,
+            }
             rows.append([_cell(values.get(column)) for column in columns])
         # No BOM: "utf-8-sig" is the default so that reads accept Excel exports, but the
         # output is for other programs, many of which trip over one.
@@ -673,8 +734,13 @@ class JsonlConnector(_FilesConnector):
         loads, error = orjson.loads, orjson.JSONDecodeError
         moment: datetime | None
         value: Any
-        records, deleted, problems, room, size = (page.records, page.deleted, page.problems,
-                                                  page.room, page.size)
+        records, deleted, problems, room, size = (
+            page.records,
+            page.deleted,
+            page.problems,
+            page.room,
+            page.size,
+        )
         since, high = page.since, page.high
         cursor, flag, pk = cfg.cursor, cfg.deleted_field, cfg.primary_key
         with open(path, "rb") as f:
@@ -694,11 +760,16 @@ class JsonlConnector(_FilesConnector):
                     except error:
                         obj = exc
                 if type(obj) is not dict:
-                    reason = ("the line is not valid JSON" if isinstance(obj, error) else
-                              f"the line is {_JSON_KINDS.get(type(obj), 'JSON')}, not an object")
-                    problems.append(RecordProblem(
-                        reason, raw.decode("utf-8", "replace").rstrip("\r\n"),
-                        f"{name}:{line}"))
+                    reason = (
+                        "the line is not valid JSON"
+                        if isinstance(obj, error)
+                        else f"the line is {_JSON_KINDS.get(type(obj), 'JSON')}, not an object"
+                    )
+                    problems.append(
+                        RecordProblem(
+                            reason, raw.decode("utf-8", "replace").rstrip("\r\n"), f"{name}:{line}"
+                        )
+                    )
                 else:
                     if cursor is not None:
                         value = obj.get(cursor)
@@ -713,8 +784,11 @@ class JsonlConnector(_FilesConnector):
                                 continue
                             if high is None or moment > high:
                                 high = moment
-                    if flag is not None and _truthy(obj.get(flag)) and obj.get(pk) not in (
-                            None, ""):
+                    if (
+                        flag is not None
+                        and _truthy(obj.get(flag))
+                        and obj.get(pk) not in (None, "")
+                    ):
                         deleted.append(str(obj[pk]))
                     else:
                         records.append(obj)
@@ -740,16 +814,22 @@ class JsonlConnector(_FilesConnector):
         return keys
 
     def _append(self, output: Path, changes: list[Change]) -> dict[str, str]:
-        needs_newline = output.exists() and output.stat().st_size > 0 and not (
-            _ends_with_newline(output))
+        needs_newline = (
+            output.exists() and output.stat().st_size > 0 and not (_ends_with_newline(output))
+        )
         with open(output, "ab") as f:
             if needs_newline:
                 f.write(b"\n")
             for change in changes:
-                obj = {"external_id": change.external_id, "idempotency_key": change.idempotency_key,
-                       **change.fields}
-                obj["external_id"], obj["idempotency_key"] = (change.external_id,
-                                                              change.idempotency_key)
+                obj = {
+                    "external_id": change.external_id,
+                    "idempotency_key": change.idempotency_key,
+                    **change.fields,
+                }
+                obj["external_id"], obj["idempotency_key"] = (
+                    change.external_id,
+                    change.idempotency_key,
+                )
                 f.write(orjson.dumps(obj, default=str) + b"\n")
             f.flush()
             os.fsync(f.fileno())
@@ -766,8 +846,7 @@ class JsonlConnector(_FilesConnector):
                         obj = orjson.loads(raw.removeprefix(_BOM).decode("utf-8", "replace"))
                     except orjson.JSONDecodeError:
                         obj = None
-                    if isinstance(obj, dict) and obj.get(pk) is not None and str(
-                            obj[pk]) in ids:
+                    if isinstance(obj, dict) and obj.get(pk) is not None and str(obj[pk]) in ids:
                         found.add(str(obj[pk]))
                         continue
                     out.write(raw)

@@ -190,9 +190,7 @@ def parse_config(
     if not isinstance(connectors, dict):
         raise ConfigError("must be a table of connector instances", key="connectors", path=where)
     for name, entry in connectors.items():
-        config.connectors[name] = _connector_entry(
-            name, entry, connector_types, base_dir, where
-        )
+        config.connectors[name] = _connector_entry(name, entry, connector_types, base_dir, where)
     return config
 
 
@@ -212,8 +210,9 @@ def _connector_entry(
     connector_class = connector_types.get(type_name)
     if connector_class is None:
         known = ", ".join(sorted(connector_types)) or "none installed"
-        raise ConfigError(f"unknown connector type {type_name!r} (known: {known})", key=key,
-                          path=where)
+        raise ConfigError(
+            f"unknown connector type {type_name!r} (known: {known})", key=key, path=where
+        )
     config_class: type[ConnectorConfig] = connector_class.Config
     _refuse_literal_secrets(config_class, settings, key, where)
     try:
@@ -226,8 +225,9 @@ def _connector_entry(
     return ConnectorEntry(name=name, type=type_name, enabled=bool(enabled), settings=validated)
 
 
-def _resolve_env(value: Any, environ: Mapping[str, str], where: str | None,
-                 key: tuple[str, ...]) -> Any:
+def _resolve_env(
+    value: Any, environ: Mapping[str, str], where: str | None, key: tuple[str, ...]
+) -> Any:
     if isinstance(value, dict):
         return {k: _resolve_env(v, environ, where, (*key, k)) for k, v in value.items()}
     if isinstance(value, list):
@@ -237,8 +237,9 @@ def _resolve_env(value: Any, environ: Mapping[str, str], where: str | None,
         if not variable:
             raise ConfigError("`env:` needs a variable name", key=".".join(key), path=where)
         if variable not in environ:
-            raise ConfigError(f"environment variable {variable} is not set",
-                              key=".".join(key), path=where)
+            raise ConfigError(
+                f"environment variable {variable} is not set", key=".".join(key), path=where
+            )
         return _EnvValue(environ[variable])
     return value
 
@@ -247,8 +248,9 @@ class _EnvValue(str):
     """A string that came from the environment (so secret fields accept it)."""
 
 
-def _refuse_literal_secrets(config_class: type[BaseModel], settings: dict[str, Any], key: str,
-                            where: str | None) -> None:
+def _refuse_literal_secrets(
+    config_class: type[BaseModel], settings: dict[str, Any], key: str, where: str | None
+) -> None:
     for field_name, field in config_class.model_fields.items():
         if _is_secret(field.annotation) and field_name in settings:
             _require_env(settings[field_name], f"{key}.{field_name}", where)
@@ -256,8 +258,9 @@ def _refuse_literal_secrets(config_class: type[BaseModel], settings: dict[str, A
 
 def _require_env(value: Any, key: str, where: str | None) -> None:
     if not isinstance(value, _EnvValue):
-        raise ConfigError('is a secret: give it as "env:VARIABLE_NAME", never in the file',
-                          key=key, path=where)
+        raise ConfigError(
+            'is a secret: give it as "env:VARIABLE_NAME", never in the file', key=key, path=where
+        )
 
 
 def _is_secret(annotation: Any) -> bool:

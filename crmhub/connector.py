@@ -209,8 +209,5 @@ class Connector:
     @classmethod
     def capabilities(cls) -> tuple[Capability, ...]:
         """Which of read / write / erase this connector implements."""
-        caps: list[Capability] = []
-        for capability in ("read", "write", "erase"):
-            if getattr(cls, capability) is not getattr(Connector, capability):
-                caps.append(capability)  # type: ignore[arg-type]
-        return tuple(caps)
+        every: tuple[Capability, ...] = ("read", "write", "erase")
+        return tuple(c for c in every if getattr(cls, c) is not getattr(Connector, c))

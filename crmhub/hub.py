@@ -88,8 +88,9 @@ class Hub:
             StoreError: the database cannot be opened or is at another schema revision.
         """
         plugins = plugins or Plugins()
-        config = load_config(config_path or DEFAULT_CONFIG_NAME,
-                             connector_types=plugins.connectors())
+        config = load_config(
+            config_path or DEFAULT_CONFIG_NAME, connector_types=plugins.connectors()
+        )
         engine = open_engine(config.hub.database_url)
         hub = cls(config, engine, plugins)
         if create and is_sqlite(engine) and is_empty(engine):
@@ -113,7 +114,8 @@ class Hub:
     def connector_names(self, *, enabled_only: bool = True) -> list[str]:
         """The configured connector instances, in config order."""
         return [
-            name for name, entry in self.config.connectors.items()
+            name
+            for name, entry in self.config.connectors.items()
             if entry.enabled or not enabled_only
         ]
 
@@ -142,8 +144,10 @@ class Hub:
             connector_class = self.plugins.connector(entry.type)
             ref = entry.settings.mapping or connector_class.default_mapping
             if not ref:
-                raise ConfigError("no mapping: set `mapping = \"path/to/mapping.yaml\"`",
-                                  key=f"connectors.{name}.mapping")
+                raise ConfigError(
+                    'no mapping: set `mapping = "path/to/mapping.yaml"`',
+                    key=f"connectors.{name}.mapping",
+                )
             self._mappings[name] = load_mapping(
                 ref, transforms=self.plugins.transforms(), base_dir=self.config.base_dir
             )
@@ -181,14 +185,18 @@ class Hub:
             groups.setdefault((row["connector"], row["stream"]), []).append((row["id"], raw))
         suppressions = self.suppressions()
         for (name, stream), items in groups.items():
-            connector = self.connector(name)
+            instance = self.connector(name)
             try:
                 counts = StreamSync(
-                    self.engine, connector, stream, self.mapping(name),
-                    region=self.config.hub.default_region, suppressions=suppressions,
+                    self.engine,
+                    instance,
+                    stream,
+                    self.mapping(name),
+                    region=self.config.hub.default_region,
+                    suppressions=suppressions,
                 ).retry(items)
             finally:
-                connector.close()
+                instance.close()
             outcome.counts.add(counts)
         return outcome
 
@@ -219,14 +227,24 @@ class Hub:
                         mapping = self.mapping(name)
                         mapping.stream(stream)
                     except MappingError as exc:
-                        results.append(StreamResult(name, stream, "skipped", "failed",
-                                                    error=str(exc)))
+                        results.append(
+                            StreamResult(name, stream, "skipped", "failed", error=str(exc))
+                        )
                         continue
-                    results.append(sync_stream(
-                        self.engine, connector, stream, mapping, full=full, dry_run=dry_run,
-                        region=self.config.hub.default_region, suppressions=suppressions,
-                        observer=observer, workers=self.config.hub.workers or default_workers(),
-                    ))
+                    results.append(
+                        sync_stream(
+                            self.engine,
+                            connector,
+                            stream,
+                            mapping,
+                            full=full,
+                            dry_run=dry_run,
+                            region=self.config.hub.default_region,
+                            suppressions=suppressions,
+                            observer=observer,
+                            workers=self.config.hub.workers or default_workers(),
+                        )
+                    )
             finally:
                 connector.close()
         return results

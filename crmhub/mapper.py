@@ -59,9 +59,13 @@ def map_record(context: _Context, raw: Any, external_id: str) -> Mapped:
     }
     if isinstance(record, Activity):
         columns.update(
-            kind=record.kind, occurred_at=record.occurred_at,
-            person_stream=record.person_stream, person_external_id=record.person_external_id,
-            amount=record.amount, currency=record.currency, status=record.status,
+            kind=record.kind,
+            occurred_at=record.occurred_at,
+            person_stream=record.person_stream,
+            person_external_id=record.person_external_id,
+            amount=record.amount,
+            currency=record.currency,
+            status=record.status,
         )
     else:
         columns["source_updated_at"] = record.updated_at

@@ -86,8 +86,9 @@ def _blank_to_none(value: Any) -> Any:
 Rule = Callable[[Any, dict[str, Any]], Any]
 
 
-def _normalised(model: type[BaseModel], data: Any, rules: dict[str, Rule],
-                context: dict[str, Any]) -> Any:
+def _normalised(
+    model: type[BaseModel], data: Any, rules: dict[str, Rule], context: dict[str, Any]
+) -> Any:
     """Apply each field's rule in one pass (one Python call per record, not one per field),
     and report every failure at its own field, as field validators would."""
     if not isinstance(data, dict):
@@ -107,14 +108,20 @@ def _normalised(model: type[BaseModel], data: Any, rules: dict[str, Rule],
     return out
 
 
-def _error(loc: tuple[Any, ...], message: str, value: Any, kind: str = "value_error"
-           ) -> InitErrorDetails:
-    return InitErrorDetails(type=PydanticCustomError(kind, "{reason}", {"reason": message}),
-                            loc=loc, input=value)
+def _error(
+    loc: tuple[Any, ...], message: str, value: Any, kind: str = "value_error"
+) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError(kind, "{reason}", {"reason": message}), loc=loc, input=value
+    )
 
 
-def _raise_with_the_rest(model: type[BaseModel], data: dict[str, Any],
-                         errors: list[InitErrorDetails], context: dict[str, Any]) -> None:
+def _raise_with_the_rest(
+    model: type[BaseModel],
+    data: dict[str, Any],
+    errors: list[InitErrorDetails],
+    context: dict[str, Any],
+) -> None:
     """Raise the normalisation errors together with those of the other fields, so that a
     record's every problem is reported at once (only on this failure path)."""
     failed = {error["loc"][0] for error in errors}
@@ -124,7 +131,8 @@ def _raise_with_the_rest(model: type[BaseModel], data: dict[str, Any],
     except ValidationError as other:
         errors.extend(
             _error(e["loc"], e["msg"], e["input"], e["type"])
-            for e in other.errors() if e["loc"] and e["loc"][0] not in failed
+            for e in other.errors()
+            if e["loc"] and e["loc"][0] not in failed
         )
     raise ValidationError.from_exception_data(model.__name__, errors)
 

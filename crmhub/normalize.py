@@ -169,7 +169,7 @@ def _fast_e164(value: str, region: str | None) -> str | None:
         code, prefix, lengths, pattern, idd, other_prefixes = region_rules
         if digits.startswith((code, *other_prefixes)) or idd.match(digits):
             return None  # a country code, an international or special prefix without "+"
-        national = digits[len(prefix):] if prefix and digits.startswith(prefix) else digits
+        national = digits[len(prefix) :] if prefix and digits.startswith(prefix) else digits
     if len(national) not in lengths or not pattern.fullmatch(national):
         return None
     return f"+{code}{national}"
@@ -191,8 +191,9 @@ def _simple_rules_for_code(code: str) -> _Rules | None:
 
 
 @lru_cache(maxsize=512)
-def _simple_rules_for_region(region: str) -> tuple[str, str, frozenset[int], re.Pattern[str],
-                                                   re.Pattern[str], tuple[str, ...]] | None:
+def _simple_rules_for_region(
+    region: str,
+) -> tuple[str, str, frozenset[int], re.Pattern[str], re.Pattern[str], tuple[str, ...]] | None:
     """The parts of a region's metadata the fast path needs, for regions whose national
     prefix for parsing is plain digits or a list of them (``0|180020``); regions with
     transform rules, carrier codes or leading-digit rules always take the full parser."""

@@ -43,8 +43,11 @@ class SuppressionList:
         self._secret = secret
         self._hashes = frozenset(hashes)
         if self._hashes and not secret:
-            raise ConfigError("the hub has suppressed identifiers but no secret to match them: "
-                              'set hub.secret = "env:CRMHUB_SECRET"', key="hub.secret")
+            raise ConfigError(
+                "the hub has suppressed identifiers but no secret to match them: "
+                'set hub.secret = "env:CRMHUB_SECRET"',
+                key="hub.secret",
+            )
 
     @classmethod
     def empty(cls) -> SuppressionList:

@@ -157,9 +157,14 @@ class StreamSync:
                 result.run_id = start_run(conn, self.source, self.stream_name, mode, _utcnow())
         bound = log.bind(run_id=result.run_id, connector=self.source, stream=self.stream_name)
         bound.info("sync.stream.started", mode=mode, resume=bool(state and "pass" in state))
-        mapper = Mapper(self.mapping, source=self.source, stream=self.stream_name,
-                        region=self.region, suppressions=self.suppressions,
-                        workers=self.workers)
+        mapper = Mapper(
+            self.mapping,
+            source=self.source,
+            stream=self.stream_name,
+            region=self.region,
+            suppressions=self.suppressions,
+            workers=self.workers,
+        )
         try:
             self._consume(state, result, mapper, dry_run)
             result.status = "dry-run" if dry_run else "succeeded"
@@ -176,13 +181,16 @@ class StreamSync:
                 finish_run(conn, result.run_id, result.status, _utcnow(), result.error)
         level = "info" if result.ok else "error"
         getattr(bound, level)(
-            "sync.stream.finished", status=result.status, error=result.error,
+            "sync.stream.finished",
+            status=result.status,
+            error=result.error,
             **result.counts.as_dict(),
         )
         return result
 
-    def _consume(self, state: dict[str, Any] | None, result: StreamResult, mapper: Mapper,
-                 dry_run: bool) -> None:
+    def _consume(
+        self, state: dict[str, Any] | None, result: StreamResult, mapper: Mapper, dry_run: bool
+    ) -> None:
         """Read pages and store them in order, mapping the next page while writing one."""
         in_flight: deque[_Prepared] = deque()
         writing_failed = False
@@ -206,8 +214,9 @@ class StreamSync:
             while in_flight and not writing_failed:
                 finish_oldest()
 
-    def _prepare(self, page: Page, result: StreamResult, mapper: Mapper,
-                 in_flight_ids: frozenset[str]) -> _Prepared:
+    def _prepare(
+        self, page: Page, result: StreamResult, mapper: Mapper, in_flight_ids: frozenset[str]
+    ) -> _Prepared:
         """Hash the page's records, skip the unchanged ones, start mapping the rest."""
         now = _utcnow()
         counts = Counts(read=len(page.records) + len(page.problems))
@@ -218,19 +227,43 @@ class StreamSync:
         for raw in page.records:
             external_id = raw.get(primary_key) if isinstance(raw, dict) else None
             if external_id is None or external_id == "" or isinstance(external_id, dict | list):
-                quarantined.append(self._quarantine_row(
-                    None, [f"missing primary key {primary_key!r}"], _dumps(raw).decode(), None,
-                    content_hash(fingerprint, raw), now, result.run_id,
-                ))
+                quarantined.append(
+                    self._quarantine_row(
+                        None,
+                        [f"missing primary key {primary_key!r}"],
+                        _dumps(raw).decode(),
+                        None,
+                        content_hash(fingerprint, raw),
+                        now,
+                        result.run_id,
+                    )
+                )
                 continue
-            latest[str(external_id)] = (raw, content_hash(fingerprint, raw))
+            key, digest = str(external_id), content_hash(fingerprint, raw)
+            earlier = latest.get(key)
+            if earlier is not None:
+                # The same record twice in a page: the later version wins, and the earlier
+                # one is counted, so that read always equals the sum of outcomes.
+                if earlier[1] == digest:
+                    counts.unchanged += 1
+                else:
+                    counts.updated += 1
+            latest[key] = (raw, digest)
         for problem in page.problems:
-            digest = hashlib.blake2b(problem.raw.encode(errors="replace"),
-                                     digest_size=16).hexdigest()
-            quarantined.append(self._quarantine_row(
-                None, [problem.reason], problem.raw, problem.location, digest, now,
-                result.run_id,
-            ))
+            digest = hashlib.blake2b(
+                problem.raw.encode(errors="replace"), digest_size=16
+            ).hexdigest()
+            quarantined.append(
+                self._quarantine_row(
+                    None,
+                    [problem.reason],
+                    problem.raw,
+                    problem.location,
+                    digest,
+                    now,
+                    result.run_id,
+                )
+            )
         if not self._checked_fields and page.records:
             self._check_fields(page.records, result)
         with self.engine.connect() as conn:
@@ -248,8 +281,14 @@ class StreamSync:
             pending.append((external_id, digest, existed, raw))
             batch.append((raw, external_id))
         counts.quarantined = len(quarantined)
-        return _Prepared(page, counts, pending, mapper.submit(batch) if batch else [],
-                         quarantined, frozenset(latest))
+        return _Prepared(
+            page,
+            counts,
+            pending,
+            mapper.submit(batch) if batch else [],
+            quarantined,
+            frozenset(latest),
+        )
 
     def _finish(self, prepared: _Prepared, result: StreamResult, dry_run: bool) -> None:
         """Store one prepared page, its state and its counts in one transaction."""
@@ -263,18 +302,28 @@ class StreamSync:
             prepared.pending, outcomes, strict=True
         ):
             if kind == "problems":
-                quarantined.append(self._quarantine_row(
-                    external_id, value, _dumps(raw).decode(), None, digest, now, result.run_id))
+                quarantined.append(
+                    self._quarantine_row(
+                        external_id, value, _dumps(raw).decode(), None, digest, now, result.run_id
+                    )
+                )
                 counts.quarantined += 1
             elif kind == "suppressed":
                 counts.suppressed += 1
             else:
                 deleted = value.pop("deleted")
-                upserts.append({
-                    "connector": self.source, "stream": self.stream_name,
-                    "external_id": external_id, "content_hash": digest, "first_seen": now,
-                    "last_seen": now, "deleted_at": now if deleted else None, **value,
-                })
+                upserts.append(
+                    {
+                        "connector": self.source,
+                        "stream": self.stream_name,
+                        "external_id": external_id,
+                        "content_hash": digest,
+                        "first_seen": now,
+                        "last_seen": now,
+                        "deleted_at": now if deleted else None,
+                        **value,
+                    }
+                )
                 stored_ids.append(external_id)
                 if deleted:
                     counts.deleted += 1
@@ -289,16 +338,25 @@ class StreamSync:
                 record_store.upsert_records(conn, self.kind, upserts)
                 if page.deleted:
                     counts.deleted += record_store.mark_deleted(
-                        conn, self.kind, self.source, self.stream_name,
-                        [str(external_id) for external_id in page.deleted], now,
+                        conn,
+                        self.kind,
+                        self.source,
+                        self.stream_name,
+                        [str(external_id) for external_id in page.deleted],
+                        now,
                     )
                 quarantine_store.add_to_quarantine(conn, quarantined)
                 if self._supersede and stored_ids:
-                    quarantine_store.supersede(conn, self.source, self.stream_name, stored_ids,
-                                               now)
+                    quarantine_store.supersede(conn, self.source, self.stream_name, stored_ids, now)
                 if page.state is not None:
-                    save_state(conn, self.source, self.stream_name, page.state,
-                               run_id=result.run_id, now=now)
+                    save_state(
+                        conn,
+                        self.source,
+                        self.stream_name,
+                        page.state,
+                        run_id=result.run_id,
+                        now=now,
+                    )
                 if result.run_id is not None:
                     add_counts(conn, result.run_id, counts, now)
                 if self.observer:
@@ -312,16 +370,29 @@ class StreamSync:
                 transaction.commit()
         result.counts.add(counts)
         if self.observer:
-            self.observer("page", {"counts": counts, "progress": page.progress,
-                                   "result": result})
+            self.observer("page", {"counts": counts, "progress": page.progress, "result": result})
 
-    def _quarantine_row(self, external_id: str | None, errors: list[str], raw: str,
-                        location: str | None, digest: str, now: datetime,
-                        run_id: int | None) -> dict[str, Any]:
+    def _quarantine_row(
+        self,
+        external_id: str | None,
+        errors: list[str],
+        raw: str,
+        location: str | None,
+        digest: str,
+        now: datetime,
+        run_id: int | None,
+    ) -> dict[str, Any]:
         return {
-            "run_id": run_id, "connector": self.source, "stream": self.stream_name,
-            "external_id": external_id, "record_hash": digest, "errors": errors, "raw": raw,
-            "location": location, "created_at": now, "last_seen": now,
+            "run_id": run_id,
+            "connector": self.source,
+            "stream": self.stream_name,
+            "external_id": external_id,
+            "record_hash": digest,
+            "errors": errors,
+            "raw": raw,
+            "location": location,
+            "created_at": now,
+            "last_seen": now,
         }
 
     def retry(self, items: Sequence[tuple[int, Any]]) -> Counts:
@@ -334,17 +405,24 @@ class StreamSync:
         counts = Counts(read=len(items))
         fingerprint = self.mapping_file.fingerprint
         primary_key = self.stream.primary_key
-        mapper = Mapper(self.mapping, source=self.source, stream=self.stream_name,
-                        region=self.region, suppressions=self.suppressions)
+        mapper = Mapper(
+            self.mapping,
+            source=self.source,
+            stream=self.stream_name,
+            region=self.region,
+            suppressions=self.suppressions,
+        )
         rows: list[dict[str, Any]] = []
         resolved: list[int] = []
         with self.engine.begin() as conn:
             run_id = start_run(conn, self.source, self.stream_name, "retry", now)
             ids = [str(raw.get(primary_key)) for _, raw in items if isinstance(raw, dict)]
-            existing = record_store.existing_hashes(conn, self.kind, self.source,
-                                                    self.stream_name, ids)
+            existing = record_store.existing_hashes(
+                conn, self.kind, self.source, self.stream_name, ids
+            )
             for quarantine_id, raw in items:
                 external_id = raw.get(primary_key) if isinstance(raw, dict) else None
+                value: Any
                 if external_id is None or external_id == "":
                     kind, value = "problems", [f"missing primary key {primary_key!r}"]
                 else:
@@ -358,12 +436,18 @@ class StreamSync:
                     counts.suppressed += 1
                     continue
                 deleted = value.pop("deleted")
-                rows.append({
-                    "connector": self.source, "stream": self.stream_name,
-                    "external_id": str(external_id), "content_hash": content_hash(fingerprint, raw),
-                    "first_seen": now, "last_seen": now, "deleted_at": now if deleted else None,
-                    **value,
-                })
+                rows.append(
+                    {
+                        "connector": self.source,
+                        "stream": self.stream_name,
+                        "external_id": str(external_id),
+                        "content_hash": content_hash(fingerprint, raw),
+                        "first_seen": now,
+                        "last_seen": now,
+                        "deleted_at": now if deleted else None,
+                        **value,
+                    }
+                )
                 if str(external_id) in existing:
                     counts.updated += 1
                 else:
@@ -383,11 +467,17 @@ class StreamSync:
             if isinstance(raw, dict):
                 present.update(raw)
         for source_field in sorted(self.mapping.source_fields - present):
-            message = (f"{self.mapping_file.path}: mapped source field {source_field!r} is in no "
-                       f"record of the first page of {self.source}/{self.stream_name}")
+            message = (
+                f"{self.mapping_file.path}: mapped source field {source_field!r} is in no "
+                f"record of the first page of {self.source}/{self.stream_name}"
+            )
             result.warnings.append(message)
-            log.warning("sync.mapping.field_missing", connector=self.source,
-                        stream=self.stream_name, field=source_field)
+            log.warning(
+                "sync.mapping.field_missing",
+                connector=self.source,
+                stream=self.stream_name,
+                field=source_field,
+            )
 
 
 def sync_stream(
@@ -405,6 +495,12 @@ def sync_stream(
 ) -> StreamResult:
     """Sync one stream; see :class:`StreamSync`."""
     return StreamSync(
-        engine, connector, stream, mapping, region=region, suppressions=suppressions,
-        observer=observer, workers=workers,
+        engine,
+        connector,
+        stream,
+        mapping,
+        region=region,
+        suppressions=suppressions,
+        observer=observer,
+        workers=workers,
     ).run(full=full, dry_run=dry_run)

@@ -36,9 +36,11 @@ def test_defaults_give_an_embedded_sqlite_hub(tmp_path: Path) -> None:
 
 
 def test_secrets_come_from_the_environment_and_never_print(tmp_path: Path) -> None:
-    config = _parse({"connectors": {"crm": {"type": "api", "api_key": "env:API_KEY",
-                                            "folder": "data"}}},
-                    environ={"API_KEY": "sk_live_123"}, path=tmp_path / "crmhub.toml")
+    config = _parse(
+        {"connectors": {"crm": {"type": "api", "api_key": "env:API_KEY", "folder": "data"}}},
+        environ={"API_KEY": "sk_live_123"},
+        path=tmp_path / "crmhub.toml",
+    )
     settings = config.connectors["crm"].settings
     assert settings.api_key.get_secret_value() == "sk_live_123"  # type: ignore[attr-defined]
     assert "sk_live_123" not in repr(config)
@@ -48,24 +50,38 @@ def test_secrets_come_from_the_environment_and_never_print(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("raw", "environ", "message"),
     [
-        ({"connectors": {"crm": {"type": "api", "api_key": "sk_live_123"}}}, {},
-         r"\[connectors.crm.api_key\] is a secret"),
-        ({"connectors": {"crm": {"type": "api", "api_key": "env:MISSING"}}}, {},
-         r"\[connectors.crm.api_key\] environment variable MISSING is not set"),
-        ({"connectors": {"crm": {"type": "nope"}}}, {},
-         r"\[connectors.crm\] unknown connector type 'nope' \(known: api\)"),
-        ({"connectors": {"crm": {"type": "api", "api_key": "env:K", "page_size": "many"}}},
-         {"K": "x"}, r"\[connectors.crm.page_size\]"),
-        ({"connectors": {"crm": {"type": "api", "api_key": "env:K", "colour": 1}}},
-         {"K": "x"}, r"\[connectors.crm.colour\] unknown setting"),
+        (
+            {"connectors": {"crm": {"type": "api", "api_key": "sk_live_123"}}},
+            {},
+            r"\[connectors.crm.api_key\] is a secret",
+        ),
+        (
+            {"connectors": {"crm": {"type": "api", "api_key": "env:MISSING"}}},
+            {},
+            r"\[connectors.crm.api_key\] environment variable MISSING is not set",
+        ),
+        (
+            {"connectors": {"crm": {"type": "nope"}}},
+            {},
+            r"\[connectors.crm\] unknown connector type 'nope' \(known: api\)",
+        ),
+        (
+            {"connectors": {"crm": {"type": "api", "api_key": "env:K", "page_size": "many"}}},
+            {"K": "x"},
+            r"\[connectors.crm.page_size\]",
+        ),
+        (
+            {"connectors": {"crm": {"type": "api", "api_key": "env:K", "colour": 1}}},
+            {"K": "x"},
+            r"\[connectors.crm.colour\] unknown setting",
+        ),
         ({"hub": {"secret": "sk_live_123"}}, {}, r"\[hub.secret\] is a secret"),
         ({"dedupe": {"auto_merge": 0.5, "review": 0.9}}, {}, "review must be lower"),
         ({"hub": {"default_region": "Atlantis"}}, {}, r"\[hub.default_region\]"),
         ({"survivorship": {"fields": {"emails": "loudest"}}}, {}, "unknown rule 'loudest'"),
     ],
 )
-def test_config_errors_name_the_key_and_the_problem(raw: dict, environ: dict,
-                                                    message: str) -> None:
+def test_config_errors_name_the_key_and_the_problem(raw: dict, environ: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as raised:
         _parse(raw, environ)
     assert "sk_live_123" not in str(raised.value)

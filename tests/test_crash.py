@@ -47,7 +47,8 @@ DRIVER = textwrap.dedent(
 
 def _hub_folder(root: Path, data: Path, workers: int) -> Path:
     root.mkdir()
-    (root / "crmhub.toml").write_text(textwrap.dedent(f"""
+    (root / "crmhub.toml").write_text(
+        textwrap.dedent(f"""
         [hub]
         database_url = "sqlite:///hub.db"
         default_region = "GB"
@@ -59,7 +60,8 @@ def _hub_folder(root: Path, data: Path, workers: int) -> Path:
         cursor = "updated_at"
         mapping = "people_file"
         page_size = 500
-    """))
+    """)
+    )
     return root
 
 
@@ -70,7 +72,9 @@ def _sync(folder: Path, kill_at: str | None = None) -> subprocess.Popen[bytes]:
     with (folder / "sync.log").open("ab") as log:
         return subprocess.Popen(
             [sys.executable, str(folder.parent / "driver.py"), str(folder / "crmhub.toml")],
-            env=env, stdout=subprocess.DEVNULL, stderr=log,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
         )
 
 

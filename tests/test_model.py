@@ -9,15 +9,20 @@ from crmhub.model import Activity, Person, PiiLabel, pii_labels
 
 
 def _person(**fields: object) -> Person:
-    return Person.model_validate({"source": "shop", "stream": "people", "external_id": "1",
-                                  **fields}, context={"region": "GB"})
+    return Person.model_validate(
+        {"source": "shop", "stream": "people", "external_id": "1", **fields},
+        context={"region": "GB"},
+    )
 
 
 def test_person_values_are_normalised() -> None:
     person = _person(
-        first_name="  ana ", emails=["Ana@Example.com", "ana@example.com", "n/a"],
-        phones=["07400 123456"], address={"country": "United Kingdom", "postal_code": "sw1a 1aa"},
-        identifiers={"vat": " GB123 ", "tax": "n/a"}, consent={"email": "granted"},
+        first_name="  ana ",
+        emails=["Ana@Example.com", "ana@example.com", "n/a"],
+        phones=["07400 123456"],
+        address={"country": "United Kingdom", "postal_code": "sw1a 1aa"},
+        identifiers={"vat": " GB123 ", "tax": "n/a"},
+        consent={"email": "granted"},
     )
     assert person.first_name == "ana"
     assert person.emails == ["ana@example.com"]
@@ -49,16 +54,30 @@ def test_invalid_values_name_the_field_not_the_value() -> None:
 
 
 def test_activity_amounts_are_minor_units_with_an_iso_currency() -> None:
-    activity = Activity.model_validate({
-        "source": "stripe", "stream": "invoices", "external_id": "in_1", "kind": "Invoice",
-        "occurred_at": "2024-05-01T10:00:00", "amount": 1250, "currency": "eur",
-    })
+    activity = Activity.model_validate(
+        {
+            "source": "stripe",
+            "stream": "invoices",
+            "external_id": "in_1",
+            "kind": "Invoice",
+            "occurred_at": "2024-05-01T10:00:00",
+            "amount": 1250,
+            "currency": "eur",
+        }
+    )
     assert (activity.kind, activity.amount, activity.currency) == ("invoice", 1250, "EUR")
     assert activity.occurred_at.tzinfo is not None
     with pytest.raises(ValidationError):
-        Activity.model_validate({"source": "s", "stream": "s", "external_id": "x",
-                                 "kind": "invoice", "occurred_at": "2024-05-01",
-                                 "currency": "EURO"})
+        Activity.model_validate(
+            {
+                "source": "s",
+                "stream": "s",
+                "external_id": "x",
+                "kind": "invoice",
+                "occurred_at": "2024-05-01",
+                "currency": "EURO",
+            }
+        )
 
 
 def test_every_personal_field_has_a_pii_label() -> None:
@@ -73,11 +92,23 @@ def test_every_personal_field_has_a_pii_label() -> None:
 
 def test_every_invalid_field_is_reported_at_its_own_location() -> None:
     with pytest.raises(ValidationError) as raised:
-        Person.model_validate({
-            "source": "shop", "stream": "people", "external_id": "",
-            "emails": ["nope"], "phones": ["12"], "first_name": "123",
-            "address": {"country": "Atlantis", "city": "Paris"},
-        }, context={"region": "GB"})
+        Person.model_validate(
+            {
+                "source": "shop",
+                "stream": "people",
+                "external_id": "",
+                "emails": ["nope"],
+                "phones": ["12"],
+                "first_name": "123",
+                "address": {"country": "Atlantis", "city": "Paris"},
+            },
+            context={"region": "GB"},
+        )
     locations = sorted(error["loc"] for error in raised.value.errors())
-    assert locations == [("address", "country"), ("emails",), ("external_id",),
-                         ("first_name",), ("phones",)]
+    assert locations == [
+        ("address", "country"),
+        ("emails",),
+        ("external_id",),
+        ("first_name",),
+        ("phones",),
+    ]

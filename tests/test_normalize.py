@@ -31,8 +31,16 @@ def test_emails_are_trimmed_and_lower_cased(raw: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["plainaddress", "a@b", "two@@example.com", "a@b@example.com", "x" * 70 + "@e.com",
-            "spaces in@example.com", "@example.com"],
+    "raw",
+    [
+        "plainaddress",
+        "a@b",
+        "two@@example.com",
+        "a@b@example.com",
+        "x" * 70 + "@e.com",
+        "spaces in@example.com",
+        "@example.com",
+    ],
 )
 def test_invalid_emails_are_rejected_without_echoing_the_value(raw: str) -> None:
     with pytest.raises(NormalizationError) as raised:
@@ -49,8 +57,9 @@ def test_invalid_emails_are_rejected_without_echoing_the_value(raw: str) -> None
         ("+49 30 901820", "GB", "+4930901820"),
     ],
 )
-def test_phones_become_e164_using_the_default_region(raw: str, region: str | None,
-                                                     expected: str) -> None:
+def test_phones_become_e164_using_the_default_region(
+    raw: str, region: str | None, expected: str
+) -> None:
     assert normalize_phone(raw, region) == expected
 
 
@@ -63,8 +72,16 @@ def test_unparseable_phones_are_rejected(raw: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("gb", "GB"), ("GBR", "GB"), ("United Kingdom", "GB"), ("uk", "GB"), ("U.S.A.", "US"),
-     ("Germany", "DE"), ("deutschland", "DE"), (" france ", "FR")],
+    [
+        ("gb", "GB"),
+        ("GBR", "GB"),
+        ("United Kingdom", "GB"),
+        ("uk", "GB"),
+        ("U.S.A.", "US"),
+        ("Germany", "DE"),
+        ("deutschland", "DE"),
+        (" france ", "FR"),
+    ],
 )
 def test_countries_become_iso_alpha_2(raw: str, expected: str) -> None:
     assert normalize_country(raw) == expected
@@ -94,8 +111,12 @@ def test_placeholders_are_junk(raw: str | None) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_normalisers_raise_only_normalization_errors_on_any_text(raw: str) -> None:
-    for normalise in (normalize_email, normalize_name, normalize_country,
-                      lambda v: normalize_phone(v, "GB")):
+    for normalise in (
+        normalize_email,
+        normalize_name,
+        normalize_country,
+        lambda v: normalize_phone(v, "GB"),
+    ):
         try:
             result = normalise(raw)
         except NormalizationError:
@@ -128,11 +149,16 @@ def test_fast_phone_path_agrees_with_the_full_parser_on_every_regions_examples()
     from crmhub.normalize import _fast_e164
 
     checked = answered = 0
-    formats = (phonenumbers.PhoneNumberFormat.NATIONAL,
-               phonenumbers.PhoneNumberFormat.INTERNATIONAL, phonenumbers.PhoneNumberFormat.E164)
+    formats = (
+        phonenumbers.PhoneNumberFormat.NATIONAL,
+        phonenumbers.PhoneNumberFormat.INTERNATIONAL,
+        phonenumbers.PhoneNumberFormat.E164,
+    )
     for region in sorted(phonenumbers.SUPPORTED_REGIONS):
-        for number_type in (phonenumbers.PhoneNumberType.FIXED_LINE,
-                            phonenumbers.PhoneNumberType.MOBILE):
+        for number_type in (
+            phonenumbers.PhoneNumberType.FIXED_LINE,
+            phonenumbers.PhoneNumberType.MOBILE,
+        ):
             example = phonenumbers.example_number_for_type(region, number_type)
             if example is None:
                 continue

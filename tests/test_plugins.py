@@ -49,13 +49,18 @@ def test_a_plugin_that_fails_to_import_is_skipped_and_reported(site: Path) -> No
 
 
 def test_a_plugin_with_a_misspelled_hook_is_skipped_not_fatal(site: Path) -> None:
-    _fake_distribution(site, "typo", "crmhub_test_typo", """
+    _fake_distribution(
+        site,
+        "typo",
+        "crmhub_test_typo",
+        """
         import crmhub
 
         @crmhub.hookimpl
         def register_conectors(register):
             pass
-    """)
+    """,
+    )
     plugins = Plugins()
     assert [f.name for f in plugins.failures] == ["typo"]
     assert "register_conectors" in plugins.failures[0].error
@@ -63,13 +68,18 @@ def test_a_plugin_with_a_misspelled_hook_is_skipped_not_fatal(site: Path) -> Non
 
 
 def test_a_plugin_registering_something_invalid_is_skipped(site: Path) -> None:
-    _fake_distribution(site, "odd", "crmhub_test_odd", """
+    _fake_distribution(
+        site,
+        "odd",
+        "crmhub_test_odd",
+        """
         import crmhub
 
         @crmhub.hookimpl
         def register_connectors(register):
             register(object)
-    """)
+    """,
+    )
     plugins = Plugins()
     assert "csv" in plugins.connectors()
     assert [f.name for f in plugins.failures] == ["odd"]
@@ -101,7 +111,8 @@ def test_plugins_can_add_transforms_used_by_mappings(tmp_path: Path) -> None:
 
     (tmp_path / "m.yaml").write_text(
         "streams:\n  s:\n    kind: person\n    fields:\n      external_id: id\n"
-        "      attributes.motto: {from: motto, transform: shout}\n")
+        "      attributes.motto: {from: motto, transform: shout}\n"
+    )
     plugins = Plugins(extra=(Shout(),))
     mapping = load_mapping(tmp_path / "m.yaml", transforms=plugins.transforms()).stream("s")
     result = mapping.apply({"id": "1", "motto": "hi"}, source="x", stream="s")

@@ -25,15 +25,19 @@ from crmhub.plugins import Plugins
 from crmhub.store.schema import quarantine, source_records, suppressions, sync_runs, sync_state
 from crmhub.suppression import identifier_hash
 
-COLUMNS = ["id", "first_name", "last_name", "email", "phone", "country", "birth_date",
-           "updated_at"]
+COLUMNS = ["id", "first_name", "last_name", "email", "phone", "country", "birth_date", "updated_at"]
 
 
 def _row(n: int, **changes: str) -> dict[str, str]:
     row = {
-        "id": f"c{n}", "first_name": f"Ana{n}", "last_name": "Lovelace",
-        "email": f"ana{n}@example.com", "phone": f"+44 7400 {100000 + n}", "country": "GB",
-        "birth_date": "1990-01-02", "updated_at": f"2024-01-01T00:00:{n % 60:02d}Z",
+        "id": f"c{n}",
+        "first_name": f"Ana{n}",
+        "last_name": "Lovelace",
+        "email": f"ana{n}@example.com",
+        "phone": f"+44 7400 {100000 + n}",
+        "country": "GB",
+        "birth_date": "1990-01-02",
+        "updated_at": f"2024-01-01T00:00:{n % 60:02d}Z",
     }
     row.update(changes)
     return row
@@ -70,34 +74,38 @@ class _TestPlugin:
         register(_Flaky)
 
 
-def _hub(engine: Engine, tmp_path: Path, *, secret: str | None = None,
-         **connectors: dict[str, Any]) -> Hub:
+def _hub(
+    engine: Engine, tmp_path: Path, *, secret: str | None = None, **connectors: dict[str, Any]
+) -> Hub:
     plugins = Plugins(extra=(_TestPlugin(),))
     raw: dict[str, Any] = {"hub": {"default_region": "GB"}, "connectors": connectors}
     environ = {}
     if secret:
         raw["hub"]["secret"] = "env:SECRET"
         environ["SECRET"] = secret
-    config = parse_config(raw, connector_types=plugins.connectors(), environ=environ,
-                          path=tmp_path / "crmhub.toml")
+    config = parse_config(
+        raw, connector_types=plugins.connectors(), environ=environ, path=tmp_path / "crmhub.toml"
+    )
     return Hub(config, engine, plugins)
 
 
-def _csv_hub(engine: Engine, tmp_path: Path, rows: list[dict[str, str]],
-             **settings: Any) -> Hub:
+def _csv_hub(engine: Engine, tmp_path: Path, rows: list[dict[str, str]], **settings: Any) -> Hub:
     _write_csv(tmp_path / "people.csv", rows)
-    return _hub(engine, tmp_path, shop={"type": "csv", "path": "people.csv",
-                                        "mapping": "people_file", **settings})
+    return _hub(
+        engine,
+        tmp_path,
+        shop={"type": "csv", "path": "people.csv", "mapping": "people_file", **settings},
+    )
 
 
 def _count(engine: Engine, table: Any, *where: Any) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(table).where(*where))
-                   .scalar_one())
+        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
 
 
-def test_first_sync_stores_good_records_and_quarantines_bad_ones(engine: Engine,
-                                                                 tmp_path: Path) -> None:
+def test_first_sync_stores_good_records_and_quarantines_bad_ones(
+    engine: Engine, tmp_path: Path
+) -> None:
     rows = [_row(n) for n in range(20)]
     rows[3]["email"] = "not-an-email"
     rows[7]["id"] = ""
@@ -115,8 +123,9 @@ def test_first_sync_stores_good_records_and_quarantines_bad_ones(engine: Engine,
     assert (run.status, run.read, run.inserted, run.quarantined) == ("succeeded", 20, 18, 2)
 
 
-def test_resync_skips_unchanged_records_and_updates_changed_ones(engine: Engine,
-                                                                 tmp_path: Path) -> None:
+def test_resync_skips_unchanged_records_and_updates_changed_ones(
+    engine: Engine, tmp_path: Path
+) -> None:
     rows = [_row(n) for n in range(30)]
     hub = _csv_hub(engine, tmp_path, rows, cursor="updated_at")
     hub.sync()
@@ -127,14 +136,16 @@ def test_resync_skips_unchanged_records_and_updates_changed_ones(engine: Engine,
     [incremental] = hub.sync()
     assert (incremental.counts.read, incremental.counts.updated) == (1, 1)
     with engine.connect() as conn:
-        data = conn.execute(select(source_records.c.data)
-                            .where(source_records.c.external_id == "c5")).scalar_one()
+        data = conn.execute(
+            select(source_records.c.data).where(source_records.c.external_id == "c5")
+        ).scalar_one()
     assert data["emails"] == ["new5@example.com"]
     assert _count(engine, source_records) == 30
 
 
-def test_running_the_same_full_sync_twice_creates_no_duplicates(engine: Engine,
-                                                                tmp_path: Path) -> None:
+def test_running_the_same_full_sync_twice_creates_no_duplicates(
+    engine: Engine, tmp_path: Path
+) -> None:
     hub = _csv_hub(engine, tmp_path, [_row(n) for n in range(50)], page_size=7)
     hub.sync(full=True)
     hub.sync(full=True)
@@ -165,8 +176,9 @@ def test_dry_run_reports_counts_and_stores_nothing(engine: Engine, tmp_path: Pat
         assert _count(engine, table) == 0
 
 
-def test_state_is_committed_with_its_records_and_a_rerun_resumes(engine: Engine,
-                                                                tmp_path: Path) -> None:
+def test_state_is_committed_with_its_records_and_a_rerun_resumes(
+    engine: Engine, tmp_path: Path
+) -> None:
     _Flaky.seen_states.clear()
     _Flaky.fail = True
     hub = _hub(engine, tmp_path, api={"type": "flaky"})
@@ -184,8 +196,9 @@ def test_state_is_committed_with_its_records_and_a_rerun_resumes(engine: Engine,
     assert _count(engine, source_records) == 40
 
 
-def test_quarantine_retry_stores_records_after_a_mapping_fix(engine: Engine,
-                                                             tmp_path: Path) -> None:
+def test_quarantine_retry_stores_records_after_a_mapping_fix(
+    engine: Engine, tmp_path: Path
+) -> None:
     mapping = tmp_path / "shop.yaml"
     mapping.write_text(
         "streams:\n  people:\n    kind: person\n    fields:\n      external_id: id\n"
@@ -193,20 +206,22 @@ def test_quarantine_retry_stores_records_after_a_mapping_fix(engine: Engine,
     )
     rows = [_row(n, birth_date="02/01/1990") for n in range(4)]
     _write_csv(tmp_path / "people.csv", rows)
-    hub = _hub(engine, tmp_path, shop={"type": "csv", "path": "people.csv",
-                                       "mapping": "shop.yaml"})
+    hub = _hub(engine, tmp_path, shop={"type": "csv", "path": "people.csv", "mapping": "shop.yaml"})
     [first] = hub.sync()
     assert first.counts.quarantined == 4
-    mapping.write_text(mapping.read_text().replace(
-        "transform: date}", "transform: {date: {format: '%d/%m/%Y'}}}"))
-    fixed = _hub(engine, tmp_path, shop={"type": "csv", "path": "people.csv",
-                                         "mapping": "shop.yaml"})
+    mapping.write_text(
+        mapping.read_text().replace("transform: date}", "transform: {date: {format: '%d/%m/%Y'}}}")
+    )
+    fixed = _hub(
+        engine, tmp_path, shop={"type": "csv", "path": "people.csv", "mapping": "shop.yaml"}
+    )
     outcome = fixed.retry_quarantined()
     assert (outcome.counts.inserted, outcome.counts.quarantined) == (4, 0)
     assert _count(engine, quarantine, quarantine.c.resolved_at.is_(None)) == 0
     with engine.connect() as conn:
-        birth = conn.execute(select(source_records.c.data)
-                             .where(source_records.c.external_id == "c1")).scalar_one()
+        birth = conn.execute(
+            select(source_records.c.data).where(source_records.c.external_id == "c1")
+        ).scalar_one()
     assert birth["birth_date"] == "1990-01-02"
 
 
@@ -227,36 +242,61 @@ def test_suppressed_people_are_dropped_and_counted(engine: Engine, tmp_path: Pat
     rows = [_row(n) for n in range(5)]
     _write_csv(tmp_path / "people.csv", rows)
     with engine.begin() as conn:
-        conn.execute(insert(suppressions).values(
-            kind="email", hash=identifier_hash(b"k3y", "email", "ana3@example.com"),
-            created_at=func.now(),
-        ))
-    hub = _hub(engine, tmp_path, secret="k3y",
-               shop={"type": "csv", "path": "people.csv", "mapping": "people_file"})
+        conn.execute(
+            insert(suppressions).values(
+                kind="email",
+                hash=identifier_hash(b"k3y", "email", "ana3@example.com"),
+                created_at=func.now(),
+            )
+        )
+    hub = _hub(
+        engine,
+        tmp_path,
+        secret="k3y",
+        shop={"type": "csv", "path": "people.csv", "mapping": "people_file"},
+    )
     [result] = hub.sync()
     assert (result.counts.inserted, result.counts.suppressed) == (4, 1)
     assert _count(engine, source_records, source_records.c.external_id == "c3") == 0
 
 
-def test_a_mapped_column_missing_from_the_file_gives_a_warning(engine: Engine,
-                                                               tmp_path: Path) -> None:
+def test_a_mapped_column_missing_from_the_file_gives_a_warning(
+    engine: Engine, tmp_path: Path
+) -> None:
     hub = _csv_hub(engine, tmp_path, [_row(1)])
     [result] = hub.sync()
     assert any("'company'" in w for w in result.warnings)
 
 
-def test_activities_are_stored_with_amounts_in_minor_units(engine: Engine,
-                                                           tmp_path: Path) -> None:
+def test_activities_are_stored_with_amounts_in_minor_units(engine: Engine, tmp_path: Path) -> None:
     from crmhub.store.schema import activities
 
-    lines = [{"id": f"in_{n}", "customer_id": "c1", "type": "invoice",
-              "occurred_at": "2024-03-01T10:00:00Z", "amount": "12.50", "currency": "eur",
-              "status": "paid", "subject": "Order", "updated_at": "2024-03-01T10:00:00Z"}
-             for n in range(3)]
+    lines = [
+        {
+            "id": f"in_{n}",
+            "customer_id": "c1",
+            "type": "invoice",
+            "occurred_at": "2024-03-01T10:00:00Z",
+            "amount": "12.50",
+            "currency": "eur",
+            "status": "paid",
+            "subject": "Order",
+            "updated_at": "2024-03-01T10:00:00Z",
+        }
+        for n in range(3)
+    ]
     (tmp_path / "invoices.jsonl").write_bytes(b"\n".join(orjson.dumps(x) for x in lines))
-    hub = _hub(engine, tmp_path, billing={"type": "jsonl", "path": "invoices.jsonl",
-                                          "stream": "invoices", "kind": "activity",
-                                          "mapping": "activities_file"})
+    hub = _hub(
+        engine,
+        tmp_path,
+        billing={
+            "type": "jsonl",
+            "path": "invoices.jsonl",
+            "stream": "invoices",
+            "kind": "activity",
+            "mapping": "activities_file",
+        },
+    )
     [result] = hub.sync()
     assert result.counts.inserted == 3
     with engine.connect() as conn:
@@ -278,11 +318,29 @@ def test_logs_of_a_sync_hold_no_personal_data(engine: Engine, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("bad", [b"not json\n", b"[1, 2]\n", b'{"id": "x", "email": 5}\n'])
-def test_garbage_lines_are_quarantined_and_good_ones_kept(engine: Engine, tmp_path: Path,
-                                                          bad: bytes) -> None:
+def test_garbage_lines_are_quarantined_and_good_ones_kept(
+    engine: Engine, tmp_path: Path, bad: bytes
+) -> None:
     good = [orjson.dumps(_row(n)) + b"\n" for n in range(3)]
     (tmp_path / "people.jsonl").write_bytes(good[0] + bad + good[1] + good[2])
-    hub = _hub(engine, tmp_path, feed={"type": "jsonl", "path": "people.jsonl",
-                                       "mapping": "people_file"})
+    hub = _hub(
+        engine, tmp_path, feed={"type": "jsonl", "path": "people.jsonl", "mapping": "people_file"}
+    )
     [result] = hub.sync()
     assert (result.counts.inserted, result.counts.quarantined) == (3, 1)
+
+
+def test_the_same_record_twice_in_a_page_is_stored_once_and_counted(
+    engine: Engine, tmp_path: Path
+) -> None:
+    rows = [_row(1), _row(2), _row(1), _row(2, email="later@example.com")]
+    hub = _csv_hub(engine, tmp_path, rows)
+    [result] = hub.sync()
+    counts = result.counts
+    assert (counts.inserted, counts.unchanged, counts.updated) == (2, 1, 1)
+    assert counts.read == counts.inserted + counts.unchanged + counts.updated
+    with engine.connect() as conn:
+        data = conn.execute(
+            select(source_records.c.data).where(source_records.c.external_id == "c2")
+        ).scalar_one()
+    assert data["emails"] == ["later@example.com"]

@@ -48,8 +48,9 @@ def upsert(
         for row in rows
     ]
     parameters: list[Any] = (
-        converted if positional else [dict(zip(columns, values, strict=True))
-                                      for values in converted]
+        converted
+        if positional
+        else [dict(zip(columns, values, strict=True)) for values in converted]
     )
     conn.exec_driver_sql(sql, parameters)
 
@@ -75,15 +76,19 @@ def select_by_keys(
     cursor = conn.connection.cursor()
     try:
         if conn.dialect.name == "postgresql":
-            sql = (f"SELECT {names} FROM {table.name} WHERE "
-                   f"{filters.replace('?', '%s')} AND {key} = ANY(%s)")
+            sql = (
+                f"SELECT {names} FROM {table.name} WHERE "
+                f"{filters.replace('?', '%s')} AND {key} = ANY(%s)"
+            )
             cursor.execute(sql, (*where.values(), list(values)))
             return list(cursor.fetchall())
         rows: list[tuple[Any, ...]] = []
         for start in range(0, len(values), _SQLITE_CHUNK):
             chunk = list(values[start : start + _SQLITE_CHUNK])
-            sql = (f"SELECT {names} FROM {table.name} WHERE {filters} AND {key} IN "
-                   f"({', '.join('?' * len(chunk))})")
+            sql = (
+                f"SELECT {names} FROM {table.name} WHERE {filters} AND {key} IN "
+                f"({', '.join('?' * len(chunk))})"
+            )
             cursor.execute(sql, (*where.values(), *chunk))
             rows.extend(cursor.fetchall())
         return rows
@@ -102,7 +107,8 @@ def _compiled(
     keys: tuple[str, ...],
     update: tuple[str, ...],
 ) -> tuple[str, tuple[str, ...], bool, tuple[Callable[[Any], Any] | None, ...]]:
-    statement = _INSERTS[dialect.name](table)
+    # Both dialects' inserts have on_conflict_*; the stubs know them only per dialect.
+    statement: Any = _INSERTS[dialect.name](table)
     if update:
         statement = statement.on_conflict_do_update(
             index_elements=list(keys),
@@ -115,11 +121,10 @@ def _compiled(
     # The order the driver expects the values in: the statement's, not the rows'.
     columns = (
         tuple(compiled.binds[name].key for name in compiled.positiontup or ())
-        if positional else tuple(sorted(given))
+        if positional
+        else tuple(sorted(given))
     )
     if set(columns) != given:
         raise ValueError(f"cannot upsert columns {sorted(given)} into {table.name}")
-    processors = tuple(
-        table.c[column].type._cached_bind_processor(dialect) for column in columns
-    )
+    processors = tuple(table.c[column].type._cached_bind_processor(dialect) for column in columns)
     return str(compiled), columns, positional, processors

@@ -44,7 +44,7 @@ def sqlite_path(url: str | URL) -> Path | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
-    return Path(parsed.database)  # type: ignore[arg-type]
+    return Path(parsed.database)
 
 
 def open_engine(url: str | URL, *, echo: bool = False) -> Engine:
@@ -85,7 +85,8 @@ def open_engine(url: str | URL, *, echo: bool = False) -> Engine:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         engine.dispose()
-        reason = _first_line(exc.orig) if getattr(exc, "orig", None) else type(exc).__name__
+        original = getattr(exc, "orig", None)
+        reason = _first_line(original) if original is not None else type(exc).__name__
         raise StoreError(f"cannot open {safe_url(parsed)}: {reason}") from None
     return engine
 

@@ -58,7 +58,10 @@ def require_current(engine: Engine) -> None:
     if current == head:
         return
     if current is None:
-        raise StoreError("this database is not a crmhub hub yet: run `crmhub init` or "
-                         "`crmhub db upgrade`")
-    raise StoreError(f"the hub schema is at revision {current}, this crmhub needs {head}: "
-                     "run `crmhub db upgrade`")
+        raise StoreError(
+            "this database is not a crmhub hub yet: run `crmhub init` or `crmhub db upgrade`"
+        )
+    raise StoreError(
+        f"the hub schema is at revision {current}, this crmhub needs {head}: "
+        "run `crmhub db upgrade`"
+    )

@@ -118,8 +118,9 @@ def raw_records(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
     found: dict[int, str] = {}
     for start in range(0, len(ids), 2000):
         chunk = list(ids[start : start + 2000])
-        rows = conn.execute(select(quarantine.c.id, quarantine.c.raw).where(
-            quarantine.c.id.in_(chunk)))
+        rows = conn.execute(
+            select(quarantine.c.id, quarantine.c.raw).where(quarantine.c.id.in_(chunk))
+        )
         found.update({row.id: row.raw for row in rows})
     return found
 

@@ -43,8 +43,12 @@ def existing_hashes(
 ) -> dict[str, tuple[str, bool]]:
     """For the given ids already stored: external id -> (content hash, is deleted)."""
     rows = select_by_keys(
-        conn, RECORD_TABLES[kind], ("external_id", "content_hash", "deleted_at"),
-        {"connector": connector, "stream": stream}, "external_id", external_ids,
+        conn,
+        RECORD_TABLES[kind],
+        ("external_id", "content_hash", "deleted_at"),
+        {"connector": connector, "stream": stream},
+        "external_id",
+        external_ids,
     )
     return {external_id: (digest, deleted is not None) for external_id, digest, deleted in rows}
 

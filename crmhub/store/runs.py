@@ -63,8 +63,12 @@ def start_run(conn: Connection, connector: str, stream: str, mode: str, now: dat
     )
     result = conn.execute(
         insert(sync_runs).values(
-            connector=connector, stream=stream, mode=mode, status="running",
-            started_at=now, heartbeat_at=now,
+            connector=connector,
+            stream=stream,
+            mode=mode,
+            status="running",
+            started_at=now,
+            heartbeat_at=now,
         )
     )
     run_id = result.inserted_primary_key[0] if result.inserted_primary_key else None

@@ -38,8 +38,15 @@ def save_state(
     upsert(
         conn,
         sync_state,
-        [{"connector": connector, "stream": stream, "state": state, "run_id": run_id,
-          "updated_at": now}],
+        [
+            {
+                "connector": connector,
+                "stream": stream,
+                "state": state,
+                "run_id": run_id,
+                "updated_at": now,
+            }
+        ],
         keys=("connector", "stream"),
         update=("state", "run_id", "updated_at"),
     )

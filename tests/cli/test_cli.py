@@ -17,22 +17,31 @@ from crmhub.cli.main import app
 def _run(folder: Path, *args: str) -> tuple[int, str]:
     """Exit code and what the command printed; with --json, standard output alone (what a
     script reads), else standard output and error together."""
-    result = CliRunner().invoke(app, ["--config", str(folder / "crmhub.toml"), *args],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        app, ["--config", str(folder / "crmhub.toml"), *args], catch_exceptions=False
+    )
     return result.exit_code, result.stdout if "--json" in args else result.output
 
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Path:
-    rows = [{"id": f"c{n}", "first_name": f"Ana{n}", "last_name": "Lovelace",
-             "email": f"ana{n}@example.com", "updated_at": "2024-01-01T00:00:00Z"}
-            for n in range(6)]
+    rows = [
+        {
+            "id": f"c{n}",
+            "first_name": f"Ana{n}",
+            "last_name": "Lovelace",
+            "email": f"ana{n}@example.com",
+            "updated_at": "2024-01-01T00:00:00Z",
+        }
+        for n in range(6)
+    ]
     rows[2]["email"] = "no-at-sign"
     with (tmp_path / "people.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (tmp_path / "crmhub.toml").write_text(textwrap.dedent("""
+    (tmp_path / "crmhub.toml").write_text(
+        textwrap.dedent("""
         [hub]
         database_url = "sqlite:///hub.db"
         default_region = "GB"
@@ -42,7 +51,8 @@ def hub(tmp_path: Path) -> Path:
         path = "people.csv"
         cursor = "updated_at"
         mapping = "people_file"
-    """))
+    """)
+    )
     return tmp_path
 
 
@@ -123,8 +133,9 @@ def test_a_missing_config_file_exits_two(tmp_path: Path) -> None:
 
 def test_a_database_that_cannot_be_opened_exits_two(hub: Path) -> None:
     config = hub / "crmhub.toml"
-    config.write_text(config.read_text().replace("sqlite:///hub.db",
-                                                 "sqlite:////no/such/dir/hub.db"))
+    config.write_text(
+        config.read_text().replace("sqlite:///hub.db", "sqlite:////no/such/dir/hub.db")
+    )
     code, output = _run(hub, "sync")
     assert code == 2 and "does not exist" in output
 

@@ -258,8 +258,7 @@ def _resume_fixture(tmp_path: Path, fmt: str) -> Any:
         for part, chunk in enumerate((rows[:9], rows[9:10], rows[10:])):
             body = "".join(f'{i},"note\nfor {i}",{s}\n' for i, s in chunk)
             (tmp_path / f"part{part}.csv").write_text("id,note,modified\n" + body)
-        (tmp_path / "part1.csv").write_text(
-            (tmp_path / "part1.csv").read_text() + "broken,row\n")
+        (tmp_path / "part1.csv").write_text((tmp_path / "part1.csv").read_text() + "broken,row\n")
         return csv_connector(tmp_path, cursor="modified", page_size=4)
     for part, chunk in enumerate((rows[:9], rows[9:10], rows[10:])):
         write_jsonl(tmp_path / f"part{part}.jsonl", [{"id": i, "modified": s} for i, s in chunk])
@@ -328,8 +327,14 @@ def test_check_names_file_and_column_when_the_header_lacks_the_primary_key(
 
 
 def test_config_rejects_bad_page_size_delimiter_and_encoding(tmp_path: Path) -> None:
-    for bad in ({"page_size": 0}, {"page_size": 100_001}, {"delimiter": ";;"},
-                {"encoding": "utf-16"}, {"encoding": "nope"}, {"unknown": 1}):
+    for bad in (
+        {"page_size": 0},
+        {"page_size": 100_001},
+        {"delimiter": ";;"},
+        {"encoding": "utf-16"},
+        {"encoding": "nope"},
+        {"unknown": 1},
+    ):
         with pytest.raises(ValidationError):
             files.CsvConfig(path=tmp_path, **bad)
     for bad in ({"delimiter": ";"}, {"encoding": "latin-1"}):
@@ -339,13 +344,17 @@ def test_config_rejects_bad_page_size_delimiter_and_encoding(tmp_path: Path) -> 
 
 
 def test_stream_is_named_and_keyed_by_the_settings(tmp_path: Path) -> None:
-    connector = csv_connector(tmp_path, stream="deals", kind="activity", primary_key="deal_id",
-                              cursor="changed")
+    connector = csv_connector(
+        tmp_path, stream="deals", kind="activity", primary_key="deal_id", cursor="changed"
+    )
     assert connector.stream_names() == ["deals"]
     stream = connector.stream("deals")
     assert (stream.primary_key, stream.cursor, stream.kind) == ("deal_id", "changed", "activity")
     assert files.CsvConnector.streams and files.CsvConnector.capabilities() == (
-        "read", "write", "erase")
+        "read",
+        "write",
+        "erase",
+    )
 
 
 def test_module_registers_both_connectors() -> None:
@@ -360,8 +369,9 @@ def test_module_registers_both_connectors() -> None:
 def _changes() -> list[Change]:
     return [
         Change(external_id="1", fields={"email": "a@x.org"}, idempotency_key="k1"),
-        Change(external_id=None, fields={"email": "b@x.org", "tags": ["v", "w"]},
-               idempotency_key="k2"),
+        Change(
+            external_id=None, fields={"email": "b@x.org", "tags": ["v", "w"]}, idempotency_key="k2"
+        ),
     ]
 
 
@@ -376,12 +386,12 @@ def test_write_is_idempotent_same_changes_twice_give_rows_once(tmp_path: Path, f
     if fmt == "csv":
         assert out.read_bytes() == (
             b"external_id,idempotency_key,email,tags\r\n1,k1,a@x.org,\r\n"
-            b',k2,b@x.org,"[""v"",""w""]"\r\n')
+            b',k2,b@x.org,"[""v"",""w""]"\r\n'
+        )
     else:
         assert [orjson.loads(line) for line in out.read_bytes().splitlines()] == [
             {"external_id": "1", "idempotency_key": "k1", "email": "a@x.org"},
-            {"external_id": None, "idempotency_key": "k2", "email": "b@x.org",
-             "tags": ["v", "w"]},
+            {"external_id": None, "idempotency_key": "k2", "email": "b@x.org", "tags": ["v", "w"]},
         ]
 
 
@@ -391,13 +401,21 @@ def test_csv_write_appends_under_the_existing_header_and_fails_unknown_columns(
     out = tmp_path / "out.csv"
     connector = csv_connector(tmp_path, output=out)
     list(connector.write("people", _changes()[:1]))
-    results = list(connector.write("people", [
-        Change(external_id="3", fields={"email": "c@x.org"}, idempotency_key="k3"),
-        Change(external_id="4", fields={"phone": "+1"}, idempotency_key="k4"),
-    ]))
+    results = list(
+        connector.write(
+            "people",
+            [
+                Change(external_id="3", fields={"email": "c@x.org"}, idempotency_key="k3"),
+                Change(external_id="4", fields={"phone": "+1"}, idempotency_key="k4"),
+            ],
+        )
+    )
     assert [r.ok for r in results] == [True, False] and "phone" in (results[1].error or "")
     assert out.read_text().splitlines() == [
-        "external_id,idempotency_key,email", "1,k1,a@x.org", "3,k3,c@x.org"]
+        "external_id,idempotency_key,email",
+        "1,k1,a@x.org",
+        "3,k3,c@x.org",
+    ]
 
 
 def test_write_without_output_is_fatal(tmp_path: Path) -> None:
@@ -418,7 +436,10 @@ def test_csv_erase_removes_rows_and_counts_already_gone_ids(tmp_path: Path) -> N
     connector = csv_connector(tmp_path)
     results = list(connector.erase(["1", "3", "9"]))
     assert [(r.external_id, r.status) for r in results] == [
-        ("1", "erased"), ("3", "erased"), ("9", "already_gone")]
+        ("1", "erased"),
+        ("3", "erased"),
+        ("9", "already_gone"),
+    ]
     assert (tmp_path / "a.csv").read_bytes() == b"\xef\xbb\xbfid,note\r\n2,keep \xff\r\n"
     assert (tmp_path / "b.csv").read_text() == "id,note\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv"]  # no temp files
@@ -436,13 +457,18 @@ def test_jsonl_erase_removes_lines_and_keeps_the_rest_byte_for_byte(tmp_path: Pa
 # --- arbitrary input -----------------------------------------------------------------------
 
 _BYTES = st.lists(
-    st.one_of(st.binary(max_size=12), st.sampled_from(
-        [b"\n", b"\r\n", b"\x00", b"\xff\xfe", b'{"id": 1}', b"[]", b",", b'"', b"\xef\xbb\xbf"])),
+    st.one_of(
+        st.binary(max_size=12),
+        st.sampled_from(
+            [b"\n", b"\r\n", b"\x00", b"\xff\xfe", b'{"id": 1}', b"[]", b",", b'"', b"\xef\xbb\xbf"]
+        ),
+    ),
     max_size=25,
 ).map(b"".join)
 
-_FUZZ = settings(max_examples=100, deadline=None, database=None,
-                 suppress_health_check=[HealthCheck.too_slow])
+_FUZZ = settings(
+    max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _lines(data: bytes) -> list[bytes]:

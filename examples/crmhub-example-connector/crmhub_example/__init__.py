@@ -41,8 +41,10 @@ class GuestBook(crmhub.Connector):
 
     def read(self, stream: str, state: dict[str, Any] | None) -> Iterator[Page]:
         since = (state or {}).get("signed_at", "")
-        guests = sorted((g for g in self._guests() if g.get("signed_at", "") > since),
-                        key=lambda g: g.get("signed_at", ""))
+        guests = sorted(
+            (g for g in self._guests() if g.get("signed_at", "") > since),
+            key=lambda g: g.get("signed_at", ""),
+        )
         for start in range(0, len(guests), 100):
             page = guests[start : start + 100]
             yield Page(records=page, state={"signed_at": page[-1].get("signed_at", since)})
