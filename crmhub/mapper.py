@@ -18,6 +18,7 @@ from typing import Any
 
 from crmhub.mapping import StreamMapping
 from crmhub.model import Activity, Person
+from crmhub.store.dialect import RawJson
 from crmhub.suppression import SuppressionList
 
 __all__ = ["Mapped", "Mapper", "default_workers", "map_record"]
@@ -54,7 +55,7 @@ def map_record(context: _Context, raw: Any, external_id: str) -> Mapped:
     if record.external_id != external_id:
         record = record.model_copy(update={"external_id": external_id})
     columns: dict[str, Any] = {
-        "data": record.model_dump(mode="json", exclude_none=True),
+        "data": RawJson(record.model_dump_json(exclude_none=True)),
         "deleted": record.deleted,
     }
     if isinstance(record, Activity):

@@ -240,14 +240,10 @@ class StreamSync:
                 )
                 continue
             key, digest = str(external_id), content_hash(fingerprint, raw)
-            earlier = latest.get(key)
-            if earlier is not None:
-                # The same record twice in a page: the later version wins, and the earlier
-                # one is counted, so that read always equals the sum of outcomes.
-                if earlier[1] == digest:
-                    counts.unchanged += 1
-                else:
-                    counts.updated += 1
+            if key in latest:
+                # The same record twice in a page: the later version wins; the earlier one is
+                # read and not written, so it counts as unchanged (read = sum of outcomes).
+                counts.unchanged += 1
             latest[key] = (raw, digest)
         for problem in page.problems:
             digest = hashlib.blake2b(

@@ -22,7 +22,9 @@ __all__ = ["Counts", "add_counts", "finish_run", "list_runs", "start_run"]
 
 @dataclass
 class Counts:
-    """What a run did to records."""
+    """What a run did to records. ``read`` is the sum of the outcomes after it; ``unchanged``
+    counts records read and not written (same content as stored, or an earlier copy of a
+    record repeated later in the same page)."""
 
     read: int = 0
     inserted: int = 0
