@@ -27,6 +27,7 @@ class RawJson(str):
     dict between processes.
     """
 
+
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
