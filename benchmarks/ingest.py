@@ -76,6 +76,10 @@ def _phase(folder: Path, phase: str) -> dict[str, object]:
         "unchanged": counts.unchanged,
         "quarantined": counts.quarantined,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # mapping workers (forked, so much of their memory is shared with the engine's)
+        "worker_peak_rss_mb": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+        ),
     }
 
 
@@ -129,7 +133,11 @@ def main() -> None:
         rate = statistics.median(float(r["records_per_s"]) for r in runs)  # type: ignore[arg-type]
         secs = statistics.median(float(r["seconds"]) for r in runs)  # type: ignore[arg-type]
         rss = max(float(r["peak_rss_mb"]) for r in runs)  # type: ignore[arg-type]
-        print(f"  {phase:<12} {rate:>10,.0f} records/s   {secs:8.2f} s   peak RSS {rss:,.0f} MB")
+        workers = max(float(r["worker_peak_rss_mb"]) for r in runs)  # type: ignore[arg-type]
+        print(
+            f"  {phase:<12} {rate:>10,.0f} records/s   {secs:8.2f} s   "
+            f"peak RSS {rss:,.0f} MB (each worker {workers:,.0f} MB)"
+        )
 
 
 if __name__ == "__main__":

@@ -220,26 +220,25 @@ class StreamSync:
         """Hash the page's records, skip the unchanged ones, start mapping the rest."""
         now = _utcnow()
         counts = Counts(read=len(page.records) + len(page.problems))
-        primary_key = self.stream.primary_key
         fingerprint = self.mapping_file.fingerprint
         quarantined: list[dict[str, Any]] = []
         latest: dict[str, tuple[Any, str]] = {}
         for raw in page.records:
-            external_id = raw.get(primary_key) if isinstance(raw, dict) else None
-            if external_id is None or external_id == "" or isinstance(external_id, dict | list):
+            key = self._external_id(raw)
+            digest = content_hash(fingerprint, raw)
+            if key is None:
                 quarantined.append(
                     self._quarantine_row(
                         None,
-                        [f"missing primary key {primary_key!r}"],
+                        self._missing_key(),
                         _dumps(raw).decode(),
                         None,
-                        content_hash(fingerprint, raw),
+                        digest,
                         now,
                         result.run_id,
                     )
                 )
                 continue
-            key, digest = str(external_id), content_hash(fingerprint, raw)
             if key in latest:
                 # The same record twice in a page: the later version wins; the earlier one is
                 # read and not written, so it counts as unchanged (read = sum of outcomes).
@@ -304,22 +303,12 @@ class StreamSync:
                     )
                 )
                 counts.quarantined += 1
+                self._supersede = True  # a good version later in this run resolves it
             elif kind == "suppressed":
                 counts.suppressed += 1
             else:
-                deleted = value.pop("deleted")
-                upserts.append(
-                    {
-                        "connector": self.source,
-                        "stream": self.stream_name,
-                        "external_id": external_id,
-                        "content_hash": digest,
-                        "first_seen": now,
-                        "last_seen": now,
-                        "deleted_at": now if deleted else None,
-                        **value,
-                    }
-                )
+                row, deleted = self._row(external_id, digest, value, now)
+                upserts.append(row)
                 stored_ids.append(external_id)
                 if deleted:
                     counts.deleted += 1
@@ -368,6 +357,33 @@ class StreamSync:
         if self.observer:
             self.observer("page", {"counts": counts, "progress": page.progress, "result": result})
 
+    def _external_id(self, raw: Any) -> str | None:
+        """The record's id in its source, or None when the primary key is missing."""
+        value = raw.get(self.stream.primary_key) if isinstance(raw, dict) else None
+        if value is None or value == "" or isinstance(value, dict | list):
+            return None
+        return str(value)
+
+    def _missing_key(self) -> list[str]:
+        return [f"missing primary key {self.stream.primary_key!r}"]
+
+    def _row(
+        self, external_id: str, digest: str, columns: dict[str, Any], now: datetime
+    ) -> tuple[dict[str, Any], bool]:
+        """The store row of a mapped record, and whether the source marks it deleted."""
+        deleted = bool(columns.pop("deleted"))
+        row = {
+            "connector": self.source,
+            "stream": self.stream_name,
+            "external_id": external_id,
+            "content_hash": digest,
+            "first_seen": now,
+            "last_seen": now,
+            "deleted_at": now if deleted else None,
+            **columns,
+        }
+        return row, deleted
+
     def _quarantine_row(
         self,
         external_id: str | None,
@@ -400,7 +416,6 @@ class StreamSync:
         now = _utcnow()
         counts = Counts(read=len(items))
         fingerprint = self.mapping_file.fingerprint
-        primary_key = self.stream.primary_key
         mapper = Mapper(
             self.mapping,
             source=self.source,
@@ -408,50 +423,42 @@ class StreamSync:
             region=self.region,
             suppressions=self.suppressions,
         )
+        keys = [self._external_id(raw) for _, raw in items]
         rows: list[dict[str, Any]] = []
         resolved: list[int] = []
-        with self.engine.begin() as conn:
-            run_id = start_run(conn, self.source, self.stream_name, "retry", now)
-            ids = [str(raw.get(primary_key)) for _, raw in items if isinstance(raw, dict)]
-            existing = record_store.existing_hashes(
-                conn, self.kind, self.source, self.stream_name, ids
-            )
-            for quarantine_id, raw in items:
-                external_id = raw.get(primary_key) if isinstance(raw, dict) else None
-                value: Any
-                if external_id is None or external_id == "":
-                    kind, value = "problems", [f"missing primary key {primary_key!r}"]
-                else:
-                    [[kind, value]] = mapper.submit([(raw, str(external_id))])[0].result()
-                if kind == "problems":
-                    quarantine_store.update_errors(conn, quarantine_id, value, now)
-                    counts.quarantined += 1
-                    continue
-                resolved.append(quarantine_id)
-                if kind == "suppressed":
-                    counts.suppressed += 1
-                    continue
-                deleted = value.pop("deleted")
-                rows.append(
-                    {
-                        "connector": self.source,
-                        "stream": self.stream_name,
-                        "external_id": str(external_id),
-                        "content_hash": content_hash(fingerprint, raw),
-                        "first_seen": now,
-                        "last_seen": now,
-                        "deleted_at": now if deleted else None,
-                        **value,
-                    }
+        try:
+            with self.engine.begin() as conn:
+                run_id = start_run(conn, self.source, self.stream_name, "retry", now)
+                existing = record_store.existing_hashes(
+                    conn, self.kind, self.source, self.stream_name, [k for k in keys if k]
                 )
-                if str(external_id) in existing:
-                    counts.updated += 1
-                else:
-                    counts.inserted += 1
-            record_store.upsert_records(conn, self.kind, rows)
-            quarantine_store.resolve(conn, resolved, "retried", now)
-            add_counts(conn, run_id, counts, now)
-            finish_run(conn, run_id, "succeeded", now)
+                for (quarantine_id, raw), key in zip(items, keys, strict=True):
+                    value: Any
+                    if key is None:
+                        kind, value = "problems", self._missing_key()
+                    else:
+                        [[kind, value]] = mapper.submit([(raw, key)])[0].result()
+                    if kind == "problems":
+                        quarantine_store.update_errors(conn, quarantine_id, value, now)
+                        counts.quarantined += 1
+                        continue
+                    resolved.append(quarantine_id)
+                    if kind == "suppressed":
+                        counts.suppressed += 1
+                        continue
+                    assert key is not None  # a record without an id never maps
+                    row, _deleted = self._row(key, content_hash(fingerprint, raw), value, now)
+                    rows.append(row)
+                    if key in existing:
+                        counts.updated += 1
+                    else:
+                        counts.inserted += 1
+                record_store.upsert_records(conn, self.kind, rows)
+                quarantine_store.resolve(conn, resolved, "retried", now)
+                add_counts(conn, run_id, counts, now)
+                finish_run(conn, run_id, "succeeded", now)
+        finally:
+            mapper.close()
         return counts
 
     def _check_fields(self, records: Iterable[dict[str, Any]], result: StreamResult) -> None:

@@ -344,3 +344,13 @@ def test_the_same_record_twice_in_a_page_is_stored_once_and_counted(
             select(source_records.c.data).where(source_records.c.external_id == "c2")
         ).scalar_one()
     assert data["emails"] == ["later@example.com"]
+
+
+def test_a_record_fixed_later_in_the_same_run_resolves_its_quarantine_row(
+    engine: Engine, tmp_path: Path
+) -> None:
+    rows = [_row(1, email="broken"), _row(2), _row(1)]
+    hub = _csv_hub(engine, tmp_path, rows, page_size=2)
+    [result] = hub.sync()
+    assert (result.counts.quarantined, result.counts.inserted) == (1, 2)
+    assert _count(engine, quarantine, quarantine.c.resolved_at.is_(None)) == 0

@@ -50,14 +50,13 @@ def upsert(
         conn.dialect, table, frozenset(rows[0]), tuple(keys), tuple(update)
     )
     raw_json = _raw_json_processor(conn.dialect.name)
+    converters = [
+        _Converter(process, raw_json) if process is not None else None for process in processors
+    ]
     converted = [
         tuple(
-            value
-            if process is None or value is None
-            else raw_json(value)
-            if type(value) is RawJson
-            else process(value)
-            for process, value in zip(processors, (row[c] for c in columns), strict=True)
+            value if convert is None or value is None else convert(value)
+            for convert, value in zip(converters, (row[c] for c in columns), strict=True)
         )
         for row in rows
     ]
@@ -111,6 +110,29 @@ def select_by_keys(
 
 
 _SQLITE_CHUNK = 30_000  # SQLite allows 32,766 parameters per statement
+
+
+class _Converter:
+    """One column's type processor, remembering its last input: a page's rows share values
+    such as their timestamps, which SQLite's DATETIME would otherwise format row by row."""
+
+    __slots__ = ("_last_in", "_last_out", "_process", "_raw_json")
+
+    def __init__(self, process: Callable[[Any], Any], raw_json: Callable[[RawJson], Any]):
+        self._process = process
+        self._raw_json = raw_json
+        self._last_in: Any = _NOTHING
+        self._last_out: Any = None
+
+    def __call__(self, value: Any) -> Any:
+        if value is self._last_in:
+            return self._last_out
+        out = self._raw_json(value) if type(value) is RawJson else self._process(value)
+        self._last_in, self._last_out = value, out
+        return out
+
+
+_NOTHING = object()
 
 
 @lru_cache(maxsize=4)
