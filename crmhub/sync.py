@@ -93,10 +93,9 @@ class _Prepared:
 
     page: Page
     counts: Counts
-    pending: list[tuple[str, str, bool, Any]]  # external id, hash, already stored, raw
+    pending: list[tuple[str, str, bool, Any]]  # external id, hash, stored before, raw
     futures: list[Any]
     quarantined: list[dict[str, Any]]
-    ids: frozenset[str]
 
 
 class StreamSync:
@@ -139,6 +138,8 @@ class StreamSync:
         self.workers = workers
         self._checked_fields = False
         self._supersede = False
+        # Ids the last finished page stored: the next page was looked up before they were.
+        self._just_stored: frozenset[str] = frozenset()
 
     def run(self, *, full: bool = False, dry_run: bool = False) -> StreamResult:
         """Read the stream (incrementally unless ``full``) and store what changed.
@@ -205,8 +206,7 @@ class StreamSync:
 
         try:
             for page in self.connector.read(self.stream_name, state):
-                previous = in_flight[-1].ids if in_flight else frozenset()
-                in_flight.append(self._prepare(page, result, mapper, previous))
+                in_flight.append(self._prepare(page, result, mapper))
                 if len(in_flight) > 1:
                     finish_oldest()
         finally:
@@ -214,9 +214,7 @@ class StreamSync:
             while in_flight and not writing_failed:
                 finish_oldest()
 
-    def _prepare(
-        self, page: Page, result: StreamResult, mapper: Mapper, in_flight_ids: frozenset[str]
-    ) -> _Prepared:
+    def _prepare(self, page: Page, result: StreamResult, mapper: Mapper) -> _Prepared:
         """Hash the page's records, skip the unchanged ones, start mapping the rest."""
         now = _utcnow()
         counts = Counts(read=len(page.records) + len(page.problems))
@@ -272,8 +270,7 @@ class StreamSync:
             if before == (digest, False):
                 counts.unchanged += 1
                 continue
-            existed = before is not None or external_id in in_flight_ids
-            pending.append((external_id, digest, existed, raw))
+            pending.append((external_id, digest, before is not None, raw))
             batch.append((raw, external_id))
         counts.quarantined = len(quarantined)
         return _Prepared(
@@ -282,7 +279,6 @@ class StreamSync:
             pending,
             mapper.submit(batch) if batch else [],
             quarantined,
-            frozenset(latest),
         )
 
     def _finish(self, prepared: _Prepared, result: StreamResult, dry_run: bool) -> None:
@@ -312,7 +308,7 @@ class StreamSync:
                 stored_ids.append(external_id)
                 if deleted:
                     counts.deleted += 1
-                elif existed:
+                elif existed or external_id in self._just_stored:
                     counts.updated += 1
                 else:
                     counts.inserted += 1
@@ -354,6 +350,7 @@ class StreamSync:
             else:
                 transaction.commit()
         result.counts.add(counts)
+        self._just_stored = frozenset(stored_ids)
         if self.observer:
             self.observer("page", {"counts": counts, "progress": page.progress, "result": result})
 
