@@ -63,9 +63,19 @@ def content_hash(fingerprint: str, raw: Any) -> str:
 
     A changed mapping changes every hash, so the next sync maps every record again.
     """
-    digest = hashlib.blake2b(fingerprint.encode(), digest_size=16)
-    digest.update(_dumps(raw))
-    return digest.hexdigest()
+    return _Hasher(fingerprint)(raw)
+
+
+class _Hasher:
+    """:func:`content_hash` for one mapping, seeded once (it runs for every record read)."""
+
+    def __init__(self, fingerprint: str) -> None:
+        self._seeded = hashlib.blake2b(fingerprint.encode(), digest_size=16)
+
+    def __call__(self, raw: Any) -> str:
+        digest = self._seeded.copy()
+        digest.update(_dumps(raw))
+        return digest.hexdigest()
 
 
 @dataclass
@@ -140,6 +150,7 @@ class StreamSync:
         self._supersede = False
         # Ids the last finished page stored: the next page was looked up before they were.
         self._just_stored: frozenset[str] = frozenset()
+        self._hasher = _Hasher(mapping.fingerprint)
 
     def run(self, *, full: bool = False, dry_run: bool = False) -> StreamResult:
         """Read the stream (incrementally unless ``full``) and store what changed.
@@ -218,12 +229,12 @@ class StreamSync:
         """Hash the page's records, skip the unchanged ones, start mapping the rest."""
         now = _utcnow()
         counts = Counts(read=len(page.records) + len(page.problems))
-        fingerprint = self.mapping_file.fingerprint
+        hasher = self._hasher
         quarantined: list[dict[str, Any]] = []
         latest: dict[str, tuple[Any, str]] = {}
         for raw in page.records:
             key = self._external_id(raw)
-            digest = content_hash(fingerprint, raw)
+            digest = hasher(raw)
             if key is None:
                 quarantined.append(
                     self._quarantine_row(
@@ -267,7 +278,7 @@ class StreamSync:
         batch: list[tuple[Any, str]] = []
         for external_id, (raw, digest) in latest.items():
             before = existing.get(external_id)
-            if before == (digest, False):
+            if before == digest:
                 counts.unchanged += 1
                 continue
             pending.append((external_id, digest, before is not None, raw))
@@ -412,7 +423,6 @@ class StreamSync:
         """
         now = _utcnow()
         counts = Counts(read=len(items))
-        fingerprint = self.mapping_file.fingerprint
         mapper = Mapper(
             self.mapping,
             source=self.source,
@@ -444,7 +454,7 @@ class StreamSync:
                         counts.suppressed += 1
                         continue
                     assert key is not None  # a record without an id never maps
-                    row, _deleted = self._row(key, content_hash(fingerprint, raw), value, now)
+                    row, _deleted = self._row(key, self._hasher(raw), value, now)
                     rows.append(row)
                     if key in existing:
                         counts.updated += 1
