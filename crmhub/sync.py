@@ -169,14 +169,7 @@ class StreamSync:
                 result.run_id = start_run(conn, self.source, self.stream_name, mode, _utcnow())
         bound = log.bind(run_id=result.run_id, connector=self.source, stream=self.stream_name)
         bound.info("sync.stream.started", mode=mode, resume=bool(state and "pass" in state))
-        mapper = Mapper(
-            self.mapping,
-            source=self.source,
-            stream=self.stream_name,
-            region=self.region,
-            suppressions=self.suppressions,
-            workers=self.workers,
-        )
+        mapper = self._mapper(self.workers)
         try:
             self._consume(state, result, mapper, dry_run)
             result.status = "dry-run" if dry_run else "succeeded"
@@ -365,6 +358,16 @@ class StreamSync:
         if self.observer:
             self.observer("page", {"counts": counts, "progress": page.progress, "result": result})
 
+    def _mapper(self, workers: int) -> Mapper:
+        return Mapper(
+            self.mapping,
+            source=self.source,
+            stream=self.stream_name,
+            region=self.region,
+            suppressions=self.suppressions,
+            workers=workers,
+        )
+
     def _external_id(self, raw: Any) -> str | None:
         """The record's id in its source, or None when the primary key is missing."""
         value = raw.get(self.stream.primary_key) if isinstance(raw, dict) else None
@@ -423,13 +426,7 @@ class StreamSync:
         """
         now = _utcnow()
         counts = Counts(read=len(items))
-        mapper = Mapper(
-            self.mapping,
-            source=self.source,
-            stream=self.stream_name,
-            region=self.region,
-            suppressions=self.suppressions,
-        )
+        mapper = self._mapper(workers=1)
         keys = [self._external_id(raw) for _, raw in items]
         rows: list[dict[str, Any]] = []
         resolved: list[int] = []
