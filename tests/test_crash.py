@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -23,20 +22,27 @@ PEOPLE = 12_000
 
 # Runs one sync in a child process. KILL_AT="before_commit:3" kills the process inside the
 # third page's transaction (rows written, not committed); "page:5" right after the fifth
-# commit, while the next page is being read and mapped.
+# commit, while the next page is being read and mapped; "page:2:25" 25 ms after the second
+# commit, wherever the engine then is (mapping, writing, inside the commit).
 DRIVER = textwrap.dedent(
     """
-    import os, signal, sys
+    import os, signal, sys, threading
     from crmhub.hub import Hub
 
-    event, _, nth = os.environ.get("KILL_AT", "none:0").partition(":")
+    event, nth, delay_ms = (os.environ.get("KILL_AT", "none:0") + ":0").split(":")[:3]
     seen = {"n": 0}
+
+    def kill():
+        os.kill(os.getpid(), signal.SIGKILL)
 
     def observer(name, details):
         if name == event:
             seen["n"] += 1
             if seen["n"] == int(nth):
-                os.kill(os.getpid(), signal.SIGKILL)
+                if int(delay_ms):
+                    threading.Timer(int(delay_ms) / 1000, kill).start()
+                else:
+                    kill()
 
     with Hub.open(sys.argv[1]) as hub:
         results = hub.sync(observer=observer)
@@ -141,15 +147,10 @@ def test_sync_killed_at_random_moments_converges_to_the_uninterrupted_result(
     (tmp_path / "driver.py").write_text(DRIVER)
     folder = _hub_folder(tmp_path / "hub", data, workers=2)
     rng = random.Random(5)
-    kills = 0
     for _ in range(6):
-        process = _sync(folder)
-        time.sleep(rng.uniform(0.4, 2.5))  # start-up takes part of this: kills land anywhere
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait(timeout=300)
+        kill_at = f"{rng.choice(['page', 'before_commit'])}:{rng.randint(1, 3)}"
+        process = _sync(folder, f"{kill_at}:{rng.randint(1, 40)}")
+        assert process.wait(timeout=300) == -signal.SIGKILL, f"not killed at {kill_at}"
     final = _sync(folder)
     assert final.wait(timeout=300) == 0
-    assert kills >= 2, "the sync finished too fast to be interrupted: make the file larger"
     assert _snapshot(folder) == expected
