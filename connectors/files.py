@@ -20,7 +20,7 @@ import csv
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -42,7 +42,7 @@ from crmhub.hookspecs import hookimpl
 
 __all__ = ["CsvConfig", "CsvConnector", "FilesConfig", "JsonlConfig", "JsonlConnector"]
 
-UTC = timezone.utc
+UTC = UTC
 _BOM = codecs.BOM_UTF8
 _TRUTHY = frozenset({"1", "true", "yes"})
 _POSITION_MASK = (1 << 64) - 1  # a text-file tell() cookie keeps the byte position here

@@ -15,8 +15,8 @@ exports and erasure.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, timezone
-from enum import Enum
+from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import (
@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 
-class PiiLabel(str, Enum):
+class PiiLabel(StrEnum):
     """What kind of personal data a field holds."""
 
     NAME = "name"
@@ -198,7 +198,7 @@ def _context_of(info: ValidationInfo) -> dict[str, Any]:
 def _as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class _Canonical(BaseModel):
@@ -342,7 +342,7 @@ class Activity(_SourceRecord):
     @field_validator("occurred_at")
     @classmethod
     def _occurred_utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _upper_code(value: Any, _context: dict[str, Any]) -> Any:

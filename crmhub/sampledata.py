@@ -14,7 +14,7 @@ import random
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,7 +26,7 @@ FIELDS: tuple[str, ...] = (
     "postcode", "country", "birth_date", "newsletter", "updated_at", "person_key",
 )  # fmt: skip
 _CHUNK = 10_000
-_DEFAULT_START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+_DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -328,7 +328,7 @@ def _fill_pattern(rng: np.random.Generator, pattern: str, k: int) -> list[str]:
 def _timestamps(rng: np.random.Generator, start: datetime, k: int) -> list[str]:
     """``k`` ISO-8601 UTC instants spread over the year after ``start``."""
     if start.tzinfo is not None:
-        start = start.astimezone(timezone.utc).replace(tzinfo=None)
+        start = start.astimezone(UTC).replace(tzinfo=None)
     base = np.datetime64(start.replace(microsecond=0), "s")
     offsets = rng.integers(0, 365 * 86_400, k).astype("timedelta64[s]")
     return [s + "Z" for s in np.datetime_as_string(base + offsets, unit="s").tolist()]

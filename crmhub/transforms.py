@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Context, Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -58,7 +58,7 @@ def checks_args(check: Callable[..., None]) -> Callable[[F], F]:
 
 # --------------------------------------------------------------------------- helpers
 
-_UTC = timezone.utc
+_UTC = UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 # Wide enough for any amount or id, small enough that no input can make arithmetic slow.
 _DECIMAL = Context(prec=120)

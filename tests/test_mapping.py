@@ -4,7 +4,7 @@ its file and line, bad rows give value-free problems instead of records, and app
 from __future__ import annotations
 
 import textwrap
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from crmhub.mapping import MappingFile, StreamMapping, load_mapping
 from crmhub.model import Activity, Person
 from crmhub.transforms import BUILTIN_TRANSFORMS
 
-UTC = timezone.utc
+UTC = UTC
 
 PEOPLE_ROW = {
     "id": "42",

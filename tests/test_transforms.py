@@ -3,7 +3,7 @@ ValueError (and nothing else) whose message never repeats the value, and their r
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from crmhub import transforms
 from crmhub.transforms import BUILTIN_TRANSFORMS
 
-UTC = timezone.utc
+UTC = UTC
 T = BUILTIN_TRANSFORMS
 
 
