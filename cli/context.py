@@ -49,19 +49,25 @@ class CliState:
     config_path: Path
 
     def plugins(self) -> Plugins:
-        """Load the plugins, warning about any that failed."""
-        plugins = Plugins()
-        for failure in plugins.failures:
-            err_console.print(
-                f"[yellow]warning:[/] plugin {failure.name!r} skipped: {escape(failure.error)}"
-            )
-        return plugins
+        """The plugins, loaded once per process; failures are reported once."""
+        return load_plugins()
 
     def open_hub(self, *, create: bool = True, check_schema: bool = True) -> Hub:
         """Open the hub named by ``--config``."""
         return Hub.open(
             self.config_path, plugins=self.plugins(), create=create, check_schema=check_schema
         )
+
+
+@functools.cache
+def load_plugins() -> Plugins:
+    """Load the plugins once per command, warning about any that failed."""
+    plugins = Plugins()
+    for failure in plugins.failures:
+        err_console.print(
+            f"[yellow]warning:[/] plugin {failure.name!r} skipped: {escape(failure.error)}"
+        )
+    return plugins
 
 
 def state(ctx: typer.Context) -> CliState:

@@ -8,10 +8,9 @@ from pathlib import Path
 import typer
 
 from crmhub.cli import admin, ops, sync_cmd
-from crmhub.cli.context import CliState, is_interactive
+from crmhub.cli.context import CliState, is_interactive, load_plugins
 from crmhub.config import DEFAULT_CONFIG_NAME
 from crmhub.logs import configure_logging
-from crmhub.plugins import Plugins
 
 __all__ = ["app", "main"]
 
@@ -55,8 +54,8 @@ ops.register(app)
 
 
 def _register_plugin_commands() -> None:
-    # Plugins may add subcommands; a failure there is reported by the plugin manager.
-    Plugins(load_entry_points=True).manager.hook.register_commands(app=app)
+    # Plugins may add subcommands; a plugin that fails to load is reported once.
+    load_plugins().manager.hook.register_commands(app=app)
 
 
 def main() -> None:
