@@ -171,10 +171,10 @@ class Hub:
         row, a line that is not JSON) cannot be retried: fix the source and sync again."""
         with self.engine.connect() as conn:
             rows = quarantine_store.list_quarantine(conn, connector=connector, limit=None)
+            if ids is not None:
+                wanted = set(ids)
+                rows = [r for r in rows if r["id"] in wanted]
             raw_by_id = quarantine_store.raw_records(conn, [r["id"] for r in rows])
-        if ids is not None:
-            wanted = set(ids)
-            rows = [r for r in rows if r["id"] in wanted]
         outcome = RetryOutcome()
         groups: dict[tuple[str, str], list[tuple[int, Any]]] = {}
         for row in rows:
