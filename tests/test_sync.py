@@ -215,8 +215,13 @@ def test_quarantine_retry_stores_records_after_a_mapping_fix(
     fixed = _hub(
         engine, tmp_path, shop={"type": "csv", "path": "people.csv", "mapping": "shop.yaml"}
     )
+    with engine.connect() as conn:
+        first_id = conn.execute(select(func.min(quarantine.c.id))).scalar_one()
+    only_one = fixed.retry_quarantined(ids=[first_id])
+    assert (only_one.counts.read, only_one.counts.inserted) == (1, 1)
+    assert _count(engine, quarantine, quarantine.c.resolved_at.is_(None)) == 3
     outcome = fixed.retry_quarantined()
-    assert (outcome.counts.inserted, outcome.counts.quarantined) == (4, 0)
+    assert (outcome.counts.inserted, outcome.counts.quarantined) == (3, 0)
     assert _count(engine, quarantine, quarantine.c.resolved_at.is_(None)) == 0
     with engine.connect() as conn:
         birth = conn.execute(
