@@ -25,7 +25,7 @@ from crmhub.errors import ConfigError, PluginError
 __all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginFailure", "Plugins"]
 
 ENTRY_POINT_GROUP = "crmhub"
-DEFAULT_PLUGINS = ("crmhub.transforms",)
+DEFAULT_PLUGINS = ("crmhub.transforms", "crmhub.dedupe.compare")
 """Core modules that implement hooks; connectors come through entry points, built-in or not."""
 
 log = structlog.get_logger("crmhub.plugins")

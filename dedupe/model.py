@@ -190,7 +190,7 @@ class FellegiSunter:
             raise DedupeError(f"stored dedupe model is not readable: {exc}") from None
 
 
-def _level_frequencies(levels: npt.NDArray[np.intp], count: int) -> FloatArray:
+def _level_frequencies(levels: npt.NDArray[np.integer[Any]], count: int) -> FloatArray:
     """Share of each non-null level among the non-null entries (add-one smoothed)."""
     counts = np.bincount(np.asarray(levels, dtype=np.intp), minlength=count)[:count].astype(float)
     counts[0] = 0.0

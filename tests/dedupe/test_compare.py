@@ -1,0 +1,407 @@
+"""Comparison levels: hand-made pairs per comparison, the bulk path against a per-pair
+reference, plugins, and a synthetic frame generator (also used for benchmarking)."""
+
+from __future__ import annotations
+
+import gc
+import re
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rapidfuzz.distance import JaroWinkler, Levenshtein
+
+from crmhub.dedupe import compare as compare_module
+from crmhub.dedupe.compare import (
+    BUILTIN_COMPARATORS,
+    DEFAULT_COMPARISONS,
+    Comparison,
+    compare,
+    date_comparison,
+    exact,
+    explain_levels,
+    jaro_winkler,
+    levenshtein,
+    name_comparison,
+    set_comparison,
+)
+from crmhub.dedupe.frame import MULTI_FIELDS, MatchFrame
+from crmhub.hookspecs import hookimpl
+from crmhub.plugins import Plugins
+
+
+def frame_of(**columns: Sequence[Any]) -> MatchFrame:
+    """A frame from columns given as lists: multi-valued fields as lists of tuples."""
+    n = len(next(iter(columns.values())))
+    scalars, multis = {}, {}
+    for name, values in columns.items():
+        if name in MULTI_FIELDS:
+            multis[name] = [tuple(v) for v in values]
+        else:
+            column = np.empty(n, dtype=object)
+            column[:] = list(values)
+            scalars[name] = column
+    return MatchFrame(np.arange(n, dtype=np.int64), scalars, multis)
+
+
+def side_by_side(comparison: Comparison, field: str, pairs: list[tuple[Any, Any]]) -> list[str]:
+    """Labels of ``pairs``, each a (left value, right value) of ``field``."""
+    frame = frame_of(**{field: [v for pair in pairs for v in pair]})
+    left = np.arange(0, 2 * len(pairs), 2)
+    levels = comparison.compute(frame, left, left + 1)
+    return [explain_levels(comparison, int(level)) for level in levels]
+
+
+def test_exact_levels_are_null_different_exact() -> None:
+    pairs = [("sw1a1aa", "sw1a1aa"), ("sw1a1aa", "ec1a1bb"), (None, "ec1a1bb"), ("x", None)]
+    labels = side_by_side(exact("postcode", "postcode"), "postcode", pairs)
+    assert labels == ["exact", "different", "null", "null"]
+
+
+def test_jaro_winkler_levels_split_near_and_close_spellings() -> None:
+    pairs = [
+        ("smith", "smith"),
+        ("jonathan", "jonathon"),  # 0.95
+        ("smith", "smyth"),  # 0.89
+        ("miller", "mueller"),  # 0.80
+        ("smith", "jones"),
+        (None, "smith"),
+        ("smith", None),
+        ("", "smith"),  # empty is unknown, like None
+    ]
+    labels = side_by_side(jaro_winkler("last_name", "last_name"), "last_name", pairs)
+    assert labels == ["exact", "jw>=0.92", "jw>=0.85", "else", "else", "null", "null", "null"]
+
+
+def test_levenshtein_levels_count_edits() -> None:
+    pairs = [
+        ("12 high street", "12 high street"),
+        ("12 high street", "12 high stret"),
+        ("12 high street", "12 hgh stret"),
+        ("12 high street", "12 hgh strt"),
+        ("12 high street", "4 mill lane"),
+        (None, None),
+    ]
+    labels = side_by_side(levenshtein("street", "street"), "street", pairs)
+    assert labels == ["exact", "lev<=1", "lev<=2", "else", "else", "null"]
+
+
+def test_name_levels_rank_initial_below_nickname_below_spelling() -> None:
+    names = [
+        ("john", "john"),
+        ("jon", "john"),  # same nickname root, but also JW 0.93: the stronger level wins
+        ("bob", "robert"),
+        ("j", "john"),
+        ("john", "j"),
+        ("j", "k"),
+        ("john", "mary"),
+        (None, "john"),
+    ]
+    roots = {"jon": "john", "bob": "robert"}
+    flat = [name for pair in names for name in pair]
+    frame = frame_of(
+        first_name=flat,
+        first_root=[roots.get(n, n) if n else None for n in flat],
+        first_initial=[n[0] if n else None for n in flat],
+    )
+    comparison = name_comparison()
+    left = np.arange(0, len(flat), 2)
+    labels = [comparison.levels[i] for i in comparison.compute(frame, left, left + 1)]
+    assert labels == [
+        "exact", "jw>=0.88", "nickname_root", "initial", "initial", "different", "different",
+        "null",
+    ]  # fmt: skip
+    assert comparison.levels.index("nickname_root") < comparison.levels.index("jw>=0.88")
+
+
+def test_date_levels_find_transposed_and_one_digit_off() -> None:
+    pairs = [
+        ("1990-03-04", "1990-03-04"),
+        ("1990-03-04", "1990-04-03"),  # day and month transposed
+        ("1990-03-04", "1990-03-05"),  # one digit off
+        ("1990-03-04", "1980-03-04"),  # one digit off, in the year
+        ("1990-03-04", "1990-11-23"),  # same year only
+        ("1990-03-04", "1991-04-03"),  # transposed, but another year
+        ("1990-03-04", None),
+        ("1990", "1990-07-01"),  # a partial date still gives the year
+        ("1990-03-04", "199O-03-04"),  # malformed: a real edit distance
+        ("not a date", "1990-03-04"),
+    ]
+    labels = side_by_side(date_comparison(), "birth_date", pairs)
+    assert labels == [
+        "exact", "transposed", "one_digit", "one_digit", "same_year", "different", "null",
+        "same_year", "one_digit", "different",
+    ]  # fmt: skip
+
+
+def test_set_levels_need_one_shared_value() -> None:
+    emails = [
+        (("a@x.com",), ("a@x.com",)),
+        (("a@x.com",), ("b@x.com",)),
+        (("a@x.com", "c@y.com"), ("d@z.com", "c@y.com")),
+        (("a@x.com", "c@y.com", "e@q.com"), ("f@q.com",)),
+        (("f@q.com",), ("a@x.com", "f@q.com", "e@q.com")),
+        ((), ("a@x.com",)),
+        (("a@x.com", "a@x.com"), ("a@x.com",)),
+        (("",), ("",)),  # an empty string is no value
+    ]
+    labels = side_by_side(set_comparison("emails", "emails"), "emails", emails)
+    assert labels == [
+        "shared", "disjoint", "shared", "disjoint", "shared", "null", "shared", "null",
+    ]  # fmt: skip
+
+
+def test_levels_are_int8_one_per_pair_and_zero_pairs_give_empty_arrays() -> None:
+    frame = synthetic_frame(300, seed=1)
+    rng = np.random.default_rng(0)
+    left, right = rng.integers(0, 300, 1000), rng.integers(0, 300, 1000)
+    levels = compare(frame, left, right)
+    assert list(levels) == [c.name for c in DEFAULT_COMPARISONS]
+    for comparison in DEFAULT_COMPARISONS:
+        assert levels[comparison.name].dtype == np.int8
+        assert levels[comparison.name].shape == (1000,)
+        assert 0 <= levels[comparison.name].min() <= levels[comparison.name].max()
+        assert levels[comparison.name].max() < len(comparison.levels)
+    empty = compare(frame, np.array([], dtype=np.int64), np.array([], dtype=np.int64))
+    assert all(v.dtype == np.int8 and v.shape == (0,) for v in empty.values())
+    assert all(
+        v.shape == (0,) for v in compare(MatchFrame(np.array([], np.int64)), [], []).values()
+    )
+
+
+def test_a_field_the_frame_lacks_is_null_everywhere() -> None:
+    frame = frame_of(last_name=["a", "b"])
+    levels = compare(frame, [0, 1], [1, 0])
+    assert all(not v.any() for name, v in levels.items() if name != "last_name")
+
+
+def test_bad_arguments_are_rejected() -> None:
+    frame = frame_of(city=["a", "b"])
+    with pytest.raises(ValueError, match="equal length"):
+        exact("city", "city").compute(frame, [0, 1], [1])
+    with pytest.raises(ValueError, match="duplicate"):
+        compare(frame, [0], [1], (exact("city", "city"), jaro_winkler("city", "city")))
+    with pytest.raises(ValueError):
+        jaro_winkler("city", "city", thresholds=(1.5,))
+    with pytest.raises(ValueError):
+        levenshtein("city", "city", thresholds=(0,))
+    with pytest.raises(ValueError, match="no level 3"):
+        explain_levels(exact("city", "city"), 3)
+
+
+def test_a_frame_caches_its_codes_until_it_is_collected() -> None:
+    frame = frame_of(city=["leeds", "leeds"])
+    key = id(frame)
+    assert compare(frame, [0], [1], (exact("city", "city"),))["city"].tolist() == [2]
+    assert key in compare_module._CACHE
+    del frame
+    gc.collect()
+    assert key not in compare_module._CACHE
+
+
+def test_a_few_pairs_on_a_large_frame_only_factorise_the_rows_they_touch() -> None:
+    frame = synthetic_frame(2000, seed=5)
+    left, right = np.array([3, 1999, 7]), np.array([1999, 3, 3])
+    few = compare(frame, left, right)
+    assert id(frame) not in compare_module._CACHE
+    everything = compare(frame, np.r_[left, np.arange(100)], np.r_[right, np.arange(100)])
+    assert id(frame) in compare_module._CACHE
+    assert all((few[name] == levels[:3]).all() for name, levels in everything.items())
+
+
+class _PostcodeAreaPlugin:
+    @hookimpl
+    def register_comparators(self, register: Callable[..., None]) -> None:
+        register("postcode_area", lambda name="postcode_area": exact(name, "postcode"))
+
+
+def test_a_plugin_comparator_is_listed_next_to_the_built_ins() -> None:
+    plugins = Plugins(load_entry_points=False, extra=(_PostcodeAreaPlugin(), compare_module))
+    comparators = plugins.comparators()
+    assert set(BUILTIN_COMPARATORS) | {"postcode_area"} <= set(comparators)
+    assert comparators["postcode_area"]().field == "postcode"
+    assert comparators["jaro_winkler"]("city", "city").levels[-1] == "exact"
+    assert not plugins.failures
+
+
+# --- the bulk path against a per-pair reference -------------------------------------------
+
+_DATE = re.compile(r"([0-9]{4})(?:-([0-9]{2})-([0-9]{2}))?")
+
+
+def reference_level(comparison: Comparison, frame: MatchFrame, i: int, j: int) -> int:
+    """The level of one pair, computed the slow, obvious way."""
+    top = len(comparison.levels) - 1
+    if comparison.levels[1] == "disjoint":
+        a, b = ({v for v in frame.multi(comparison.field)[k] if v} for k in (i, j))
+        return 0 if not (a and b) else 2 if a & b else 1
+    a, b = frame.scalar(comparison.field)[i], frame.scalar(comparison.field)[j]
+    if not a or not b:
+        return 0
+    if a == b:
+        return top
+    kind = comparison.kernel.__name__
+    if kind == "_jw_kernel":
+        return 1 + sum(JaroWinkler.normalized_similarity(a, b) >= t for t in comparison.params)
+    if kind == "_lev_kernel":
+        return 1 + sum(Levenshtein.distance(a, b) <= t for t in comparison.params)
+    if kind == "_name_kernel":
+        if JaroWinkler.normalized_similarity(a, b) >= 0.88:
+            return 4
+        roots, initials = frame.scalar("first_root"), frame.scalar("first_initial")
+        if roots[i] and roots[i] == roots[j]:
+            return 3
+        return 2 if 1 in (len(a), len(b)) and initials[i] and initials[i] == initials[j] else 1
+    if kind == "_date_kernel":
+        if Levenshtein.distance(a, b) == 1:
+            return 4
+        da, db = _DATE.fullmatch(a), _DATE.fullmatch(b)
+        if not (da and db and da[1] == db[1]):
+            return 1
+        return 3 if da[2] and db[2] and (da[2], da[3]) == (db[3], db[2]) else 2
+    return 1
+
+
+def assert_matches_reference(frame: MatchFrame, left: np.ndarray, right: np.ndarray) -> None:
+    levels = compare(frame, left, right)
+    for comparison in DEFAULT_COMPARISONS:
+        assert levels[comparison.name].dtype == np.int8
+        assert levels[comparison.name].shape == left.shape
+        got = levels[comparison.name].tolist()
+        assert all(0 <= level < len(comparison.levels) for level in got)
+        want = [reference_level(comparison, frame, i, j) for i, j in zip(left, right, strict=True)]
+        assert got == want, comparison.name
+
+
+def test_bulk_levels_equal_the_per_pair_reference_on_synthetic_people() -> None:
+    frame = synthetic_frame(400, seed=7)
+    rng = np.random.default_rng(3)
+    left = rng.integers(0, 400, 3000)
+    right = rng.integers(0, 400, 3000)
+    # Half the pairs are neighbours by last name, as blocking would pair them: similar
+    # values exercise the similarity thresholds, which random pairs rarely reach.
+    order = np.argsort(frame.scalar("last_name").astype(str), kind="stable")
+    rank = np.argsort(order)
+    right[1::2] = order[np.minimum(rank[left[1::2]] + 1, 399)]
+    assert_matches_reference(frame, left, right)
+
+
+_values = st.one_of(
+    st.none(),
+    st.text(max_size=12),
+    st.text(alphabet="ab -é😀", max_size=5),  # a small alphabet: near matches are common
+    st.dates(date(1900, 1, 1), date(2030, 12, 31)).map(date.isoformat),
+)
+
+
+@st.composite
+def _frames(draw: st.DrawFn) -> tuple[MatchFrame, np.ndarray, np.ndarray]:
+    n = draw(st.integers(1, 12))
+    column = st.lists(_values, min_size=n, max_size=n)
+    values = st.lists(st.sampled_from(["", "a", "b", "c", "ü"]), max_size=3)
+    multi = st.lists(values, min_size=n, max_size=n)
+    scalars = {name: draw(column) for name in ("first_name", "last_name", "birth_date", "city")}
+    scalars["first_root"] = [
+        draw(st.sampled_from([v, "robert", None])) for v in scalars["first_name"]
+    ]
+    scalars["first_initial"] = [v[:1] or None if v else None for v in scalars["first_name"]]
+    frame = frame_of(**scalars, street=draw(column), emails=draw(multi))
+    pairs = st.lists(st.integers(0, n - 1), min_size=0, max_size=20)
+    left = np.array(draw(pairs), dtype=np.int64)
+    right = np.array(draw(st.lists(st.integers(0, n - 1), min_size=len(left), max_size=len(left))))
+    return frame, left, right.astype(np.int64)
+
+
+@settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(_frames())
+def test_arbitrary_text_never_raises_and_matches_the_reference(
+    case: tuple[MatchFrame, np.ndarray, np.ndarray],
+) -> None:
+    frame, left, right = case
+    assert_matches_reference(frame, left, right)
+
+
+# --- synthetic people ---------------------------------------------------------------------
+
+_NICKNAMES = {
+    "bob": "robert", "rob": "robert", "bill": "william", "will": "william", "liz": "elizabeth",
+    "beth": "elizabeth", "jon": "john", "johnny": "john", "kate": "katherine",
+    "katie": "katherine", "alex": "alexander", "sasha": "alexander", "mike": "michael",
+    "jim": "james", "jimmy": "james", "peggy": "margaret", "maggie": "margaret",
+}  # fmt: skip
+_FIRST = [
+    "john", "mary", "james", "anna", "robert", "maria", "michael", "sophie", "william", "laura",
+    "david", "emma", "thomas", "julia", "peter", "sarah", "paul", "elizabeth", "daniel", "lucy",
+    "alexander", "katherine", "margaret", "jean", "pierre", "marie", "hans", "ingrid", "jose",
+    "carmen", "luca", "giulia", "ahmed", "fatima", "jonathan", "jonathon", "stephen", "steven",
+    *_NICKNAMES,
+]  # fmt: skip
+_SYLLABLES = "ber,man,son,ley,ton,wick,ford,ham,mil,lar,row,den,stein,berg,ach,ov,ski,ez,ri,ca"
+_STREETS = ["street", "road", "lane", "avenue", "strasse", "rue de la paix", "close"]
+
+
+def synthetic_frame(n: int, seed: int = 0) -> MatchFrame:
+    """``n`` synthetic people, already folded, with Zipf-like name frequencies and typos."""
+    rng = np.random.default_rng(seed)
+    syl = np.array(_SYLLABLES.split(","), dtype=object)
+
+    def words(count: int, parts: int, pool: int) -> np.ndarray:
+        made = syl[rng.integers(0, len(syl), (pool, parts))].sum(axis=1)
+        weights = 1.0 / np.arange(1, pool + 1)
+        return made[rng.choice(pool, count, p=weights / weights.sum())]
+
+    def typo(values: np.ndarray, rate: float) -> np.ndarray:
+        for i in np.flatnonzero(rng.random(len(values)) < rate):
+            v, k = values[i], int(rng.integers(0, max(len(values[i]), 1)))
+            values[i] = v[:k] + "aeiou"[int(rng.integers(0, 5))] + v[k + 1 :]
+        return values
+
+    def sometimes(values: np.ndarray, known: float) -> np.ndarray:
+        values = values.astype(object)
+        values[rng.random(n) >= known] = None
+        return values
+
+    first_pool = np.array(_FIRST + list(words(3000, 2, 3000)), dtype=object)
+    weights = 1.0 / np.arange(1, len(first_pool) + 1) ** 0.8
+    first = typo(first_pool[rng.choice(len(first_pool), n, p=weights / weights.sum())], 0.03)
+    last = typo(words(n, 3, 20_000), 0.03)
+    days = rng.integers(0, 65 * 365, n)
+    birth = np.array([(date(1940, 1, 1) + timedelta(int(d))).isoformat() for d in days])
+    domains = np.array(["gmail.com", "web.de", "orange.fr", "yahoo.com", "acme.com"])
+
+    def multi(make: Callable[[int], str], rates: tuple[float, float]) -> list[tuple[str, ...]]:
+        counts = np.searchsorted(np.cumsum(rates), rng.random(n))
+        return [tuple(make(i) for _ in range(c)) for i, c in enumerate(counts)]
+
+    scalars = {
+        "first_name": sometimes(first, 0.97),
+        "last_name": sometimes(last, 0.99),
+        "first_root": np.array([_NICKNAMES.get(f, f) for f in first], dtype=object),
+        "first_initial": np.array([f[:1] for f in first], dtype=object),
+        "birth_date": sometimes(typo(birth.astype(object), 0.01), 0.7),
+        "postcode": sometimes(rng.integers(10000, 13000, n).astype(str), 0.9),
+        "city": sometimes(typo(words(n, 2, 400), 0.02), 0.9),
+        "street": sometimes(
+            np.array([f"{rng.integers(1, 200)} " for _ in range(n)], dtype=object)
+            + words(n, 2, 5000)
+            + " "
+            + np.array(_STREETS, dtype=object)[rng.integers(0, 7, n)],
+            0.85,
+        ),
+        "company": sometimes(words(n, 2, 8000) + " " + words(n, 1, 20), 0.4),
+    }
+    multis = {
+        "emails": multi(lambda i: f"{first[i]}.{last[i]}{rng.integers(0, 99)}@"
+                        f"{domains[rng.integers(0, 5)]}", (0.15, 0.7)),
+        "phones": multi(lambda i: f"+44{rng.integers(10**9, 10**10)}", (0.3, 0.6)),
+        "identifiers": multi(lambda i: f"cust:{rng.integers(0, 10**7)}", (0.7, 0.3)),
+    }  # fmt: skip
+    scalars["first_root"][scalars["first_name"] == None] = None  # noqa: E711
+    scalars["first_initial"][scalars["first_name"] == None] = None  # noqa: E711
+    return MatchFrame(np.arange(n, dtype=np.int64), scalars, multis)
