@@ -220,7 +220,7 @@ class _PostcodeAreaPlugin:
 
 
 def test_a_plugin_comparator_is_listed_next_to_the_built_ins() -> None:
-    plugins = Plugins(load_entry_points=False, extra=(_PostcodeAreaPlugin(), compare_module))
+    plugins = Plugins(load_entry_points=False, extra=(_PostcodeAreaPlugin(),))
     comparators = plugins.comparators()
     assert set(BUILTIN_COMPARATORS) | {"postcode_area"} <= set(comparators)
     assert comparators["postcode_area"]().field == "postcode"
