@@ -1,7 +1,8 @@
 """Dedupe benchmark: the matching pipeline on synthetic people with known duplicates.
 
 Stages, each timed: mapping raw rows to canonical records (load), match keys, blocking,
-comparison levels for random pairs (u) and for the candidates, EM, scoring, clustering.
+comparison levels of the candidates, training (u from random pairs, m by EM sessions, the
+prior), scoring, clustering.
 Accuracy is measured against the ground truth (``person_key``): blocking recall, pairwise
 precision / recall / F1 at ``--auto-merge``, and the share of clusters that mix people.
 
@@ -28,9 +29,9 @@ import numpy as np
 
 from crmhub.dedupe.blocking import block
 from crmhub.dedupe.cluster import cluster
-from crmhub.dedupe.compare import DEFAULT_COMPARISONS, compare
-from crmhub.dedupe.model import FellegiSunter
+from crmhub.dedupe.compare import compare
 from crmhub.dedupe.normalize import match_frame
+from crmhub.dedupe.training import train
 from crmhub.mapping import load_mapping
 
 
@@ -74,15 +75,10 @@ def run(kind: str, records: int, seed: int, auto_merge: float) -> dict[str, Any]
     mark = stage("keys", mark)
     pairs, report = block(frame)
     mark = stage("block", mark)
-    model = FellegiSunter.initial({c.name: len(c.levels) for c in DEFAULT_COMPARISONS})
-    rng = np.random.default_rng(seed)
-    a, b = rng.integers(0, len(frame), 200_000), rng.integers(0, len(frame), 200_000)
-    keep = a != b
-    model.fit_u(compare(frame, a[keep], b[keep]))
     levels = compare(frame, pairs.left, pairs.right)
     mark = stage("compare", mark)
-    fit = model.fit_em(levels)
-    mark = stage("em", mark)
+    model, training = train(frame, levels, seed=seed)
+    mark = stage("train", mark)
     probability = model.probability(levels)
     mark = stage("score", mark)
     labels, clusters = cluster(
@@ -116,7 +112,8 @@ def run(kind: str, records: int, seed: int, auto_merge: float) -> dict[str, Any]
         "f1": round(2 * precision * recall / max(precision + recall, 1e-12), 4),
         "mixed_clusters": mixed,
         "clusters": clusters.clusters,
-        "em_iterations": fit.iterations,
+        "training": training.sessions,
+        "prior": training.prior,
         "seconds": {k: round(v, 2) for k, v in times.items()},
         "dedupe_seconds": round(sum(v for k, v in times.items() if k != "load"), 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

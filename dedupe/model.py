@@ -112,6 +112,7 @@ class FellegiSunter:
         max_iterations: int = 50,
         tolerance: float = 1e-5,
         fix_u: bool = True,
+        exclude: frozenset[str] = frozenset(),
     ) -> FitReport:
         """Estimate m (and the prior) by expectation-maximisation over candidate pairs.
 
@@ -121,8 +122,11 @@ class FellegiSunter:
             tolerance: stop when no parameter moves by more than this.
             fix_u: keep u as estimated from random pairs (recommended: EM alone can learn a
                 different "match" class, such as "same household").
+            exclude: fields that neither count as evidence nor get estimated: the fields the
+                pairs were blocked on, which agree by construction (see
+                :mod:`crmhub.dedupe.training`).
         """
-        names = list(self.fields)
+        names = [name for name in self.fields if name not in exclude]
         coded = {name: np.asarray(levels[name], dtype=np.intp) for name in names}
         pairs = len(next(iter(coded.values()))) if coded else 0
         report = FitReport(pairs=pairs)
@@ -154,6 +158,26 @@ class FellegiSunter:
                 report.converged = True
                 break
         return report
+
+    def fit_prior(self, levels: Levels, total_pairs: int, *, max_iterations: int = 100) -> float:
+        """Set the prior to the probability that two random records match.
+
+        A fixed point over all ``total_pairs`` record pairs: the expected number of matches
+        is the sum of the candidates' match probabilities (pairs blocking did not propose
+        count as non-matches), and the prior is that number over ``total_pairs``. With u from
+        random pairs and m from training sessions, this is the prior the posterior needs.
+        """
+        if total_pairs <= 0:
+            raise DedupeError("no record pairs to estimate the prior over")
+        weight = self.match_weight(levels)
+        for _ in range(max_iterations):
+            expected = float(self.probability_of_weight(weight).sum())
+            prior = min(max(expected / total_pairs, 1e-12), 0.5)
+            if abs(prior - self.prior) <= 1e-3 * self.prior:
+                self.prior = prior
+                break
+            self.prior = prior
+        return self.prior
 
     def fit_labels(self, levels: Levels, is_match: npt.NDArray[np.bool_]) -> None:
         """Set m from pairs a steward accepted (``is_match``) and, when there are enough

@@ -1,5 +1,5 @@
 """The matching pipeline end to end on synthetic people with known duplicates: match keys,
-blocking, comparison, Fellegi-Sunter fitted without labels, clustering; and the explanation
+blocking, comparison, Fellegi-Sunter trained without labels, clustering; and the explanation
 of a pair adds up to its score."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from crmhub.dedupe.blocking import block
 from crmhub.dedupe.cluster import cluster
 from crmhub.dedupe.compare import DEFAULT_COMPARISONS, compare
 from crmhub.dedupe.explain import explain_pair
-from crmhub.dedupe.model import FellegiSunter
 from crmhub.dedupe.normalize import match_frame
+from crmhub.dedupe.training import train
 from crmhub.mapping import load_mapping
 from crmhub.sampledata import SampleOptions, iter_people
 
@@ -28,14 +28,8 @@ def pipeline() -> dict[str, object]:
             truth.append(row["person_key"])
     frame = match_frame(people)
     pairs, report = block(frame)
-    model = FellegiSunter.initial({c.name: len(c.levels) for c in DEFAULT_COMPARISONS})
-    rng = np.random.default_rng(0)
-    a = rng.integers(0, len(frame), 50_000)
-    b = rng.integers(0, len(frame), 50_000)
-    keep = a != b
-    model.fit_u(compare(frame, a[keep], b[keep]))
     levels = compare(frame, pairs.left, pairs.right)
-    model.fit_em(levels)
+    model, _ = train(frame, levels, random_pairs=50_000)
     probability = model.probability(levels)
     return {
         "frame": frame,
