@@ -260,6 +260,7 @@ _COUNTRY_ALIASES = {
     "united states of america": "US",
     "america": "US",
     "holland": "NL",
+    "nederland": "NL",
     "éire": "IE",
     "eire": "IE",
     "the netherlands": "NL",
