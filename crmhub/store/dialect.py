@@ -9,15 +9,26 @@ third of its per-row cost.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
-__all__ = ["RawJson", "select_by_keys", "upsert"]
+__all__ = ["MAX_IN_VALUES", "RawJson", "in_chunks", "select_by_keys", "upsert"]
+
+MAX_IN_VALUES = 2000
+"""Values per ``IN`` list, well under every backend's parameter limit (SQLite: 32,766)."""
+
+T = TypeVar("T")
+
+
+def in_chunks(values: Sequence[T], size: int = MAX_IN_VALUES) -> Iterator[list[T]]:
+    """``values`` in lists small enough for one ``IN (...)`` each."""
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
 
 
 class RawJson(str):
@@ -96,8 +107,7 @@ def select_by_keys(
             cursor.execute(sql, (*where.values(), list(values)))
             return list(cursor.fetchall())
         rows: list[tuple[Any, ...]] = []
-        for start in range(0, len(values), _SQLITE_CHUNK):
-            chunk = list(values[start : start + _SQLITE_CHUNK])
+        for chunk in in_chunks(values, _SQLITE_CHUNK):
             sql = (
                 f"SELECT {names} FROM {table.name} WHERE {filters} AND {key} IN "
                 f"({', '.join('?' * len(chunk))})"

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
-from crmhub.store.dialect import upsert
+from crmhub.store.dialect import in_chunks, upsert
 from crmhub.store.rows import as_dict
 from crmhub.store.schema import quarantine
 
@@ -45,19 +45,20 @@ def supersede(
     conn: Connection, connector: str, stream: str, external_ids: Sequence[str], now: datetime
 ) -> int:
     """Resolve open quarantine rows of records that have since been stored in a good version."""
-    if not external_ids:
-        return 0
-    result = conn.execute(
-        update(quarantine)
-        .where(
-            quarantine.c.connector == connector,
-            quarantine.c.stream == stream,
-            quarantine.c.external_id.in_(list(external_ids)),
-            quarantine.c.resolved_at.is_(None),
+    resolved = 0
+    for chunk in in_chunks(external_ids):
+        result = conn.execute(
+            update(quarantine)
+            .where(
+                quarantine.c.connector == connector,
+                quarantine.c.stream == stream,
+                quarantine.c.external_id.in_(chunk),
+                quarantine.c.resolved_at.is_(None),
+            )
+            .values(resolved_at=now, resolution="superseded")
         )
-        .values(resolved_at=now, resolution="superseded")
-    )
-    return int(result.rowcount or 0)
+        resolved += int(result.rowcount or 0)
+    return resolved
 
 
 def update_errors(conn: Connection, quarantine_id: int, errors: list[str], now: datetime) -> None:
@@ -71,11 +72,12 @@ def update_errors(conn: Connection, quarantine_id: int, errors: list[str], now: 
 
 def resolve(conn: Connection, ids: Sequence[int], resolution: str, now: datetime) -> None:
     """Mark quarantine rows resolved (``retried``, ``discarded``, ...)."""
-    conn.execute(
-        update(quarantine)
-        .where(quarantine.c.id.in_(list(ids)))
-        .values(resolved_at=now, resolution=resolution)
-    )
+    for chunk in in_chunks(ids):
+        conn.execute(
+            update(quarantine)
+            .where(quarantine.c.id.in_(chunk))
+            .values(resolved_at=now, resolution=resolution)
+        )
 
 
 def open_quarantine_count(conn: Connection, connector: str, stream: str) -> int:
@@ -116,8 +118,7 @@ def list_quarantine(
 def raw_records(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
     """The raw content of quarantine rows by id."""
     found: dict[int, str] = {}
-    for start in range(0, len(ids), 2000):
-        chunk = list(ids[start : start + 2000])
+    for chunk in in_chunks(ids):
         rows = conn.execute(
             select(quarantine.c.id, quarantine.c.raw).where(quarantine.c.id.in_(chunk))
         )

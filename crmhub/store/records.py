@@ -7,22 +7,20 @@ mapping them again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, update
 from sqlalchemy.engine import Connection
 
-from crmhub.store.dialect import select_by_keys, upsert
+from crmhub.store.dialect import in_chunks, select_by_keys, upsert
 from crmhub.store.schema import activities, source_records
 
 __all__ = ["RECORD_TABLES", "existing_hashes", "mark_deleted", "upsert_records"]
 
 RECORD_TABLES: dict[str, Table] = {"person": source_records, "activity": activities}
 """The table that holds each kind of canonical record."""
-
-_CHUNK = 2000  # bound parameters per IN list, well under every backend's limit
 
 _UPDATED_ON_CONFLICT = {
     "person": ("data", "content_hash", "source_updated_at", "last_seen", "deleted_at"),
@@ -31,11 +29,6 @@ _UPDATED_ON_CONFLICT = {
         "amount", "currency", "status", "last_seen", "deleted_at",
     ),
 }  # fmt: skip
-
-
-def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
-    for start in range(0, len(values), _CHUNK):
-        yield list(values[start : start + _CHUNK])
 
 
 def existing_hashes(
@@ -76,7 +69,7 @@ def mark_deleted(
     """Mark records deleted in their source; returns how many were not deleted before."""
     table = RECORD_TABLES[kind]
     count = 0
-    for chunk in _chunks(external_ids):
+    for chunk in in_chunks(external_ids):
         result = conn.execute(
             update(table)
             .where(
