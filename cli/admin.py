@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from crmhub.cli.context import (
     err_console,
     escape,
     handle_errors,
+    print_json,
     state,
 )
 from crmhub.config import DEFAULT_CONFIG_NAME
@@ -103,7 +103,7 @@ def connectors_list(
         )
     broken = [{"plugin": f.name, "error": f.error} for f in plugins.failures]
     if as_json:
-        console.print_json(json.dumps({"connectors": rows, "failed_plugins": broken}))
+        print_json({"connectors": rows, "failed_plugins": broken})
         return
     table = Table("connector", "capabilities", "streams (primary key, cursor)", "description")
     for row in rows:

@@ -5,18 +5,17 @@ or configuration error)."""
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from crmhub.config import DEFAULT_CONFIG_NAME
 from crmhub.errors import ConfigError, CrmhubError, MappingError, PluginError, StoreError
 from crmhub.hub import Hub
 from crmhub.plugins import Plugins
@@ -29,6 +28,7 @@ __all__ = [
     "err_console",
     "escape",
     "handle_errors",
+    "print_json",
 ]
 
 EXIT_FAILURES = 1
@@ -73,10 +73,13 @@ def load_plugins() -> Plugins:
 def state(ctx: typer.Context) -> CliState:
     """The root command's state (works for nested command groups too)."""
     root = ctx.find_root()
-    if not isinstance(root.obj, CliState):
-        default = os.environ.get("CRMHUB_CONFIG", DEFAULT_CONFIG_NAME)
-        root.obj = CliState(config_path=Path(default))
+    assert isinstance(root.obj, CliState), "the root callback sets the state"
     return root.obj
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on standard output, for scripts (dates as ISO text)."""
+    print(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode())
 
 
 def handle_errors(command: F) -> F:

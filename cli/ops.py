@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
 
 import orjson
 import typer
@@ -16,6 +15,7 @@ from crmhub.cli.context import (
     err_console,
     escape,
     handle_errors,
+    print_json,
     state,
 )
 from crmhub.store import quarantine as quarantine_store
@@ -30,10 +30,6 @@ def register(app: typer.Typer) -> None:
     """Add this module's commands to the root command."""
     app.command("runs")(runs)
     app.add_typer(quarantine_app, name="quarantine")
-
-
-def _jsonable(rows: list[dict[str, Any]]) -> str:
-    return orjson.dumps(rows, option=orjson.OPT_INDENT_2, default=str).decode()
 
 
 def _when(value: datetime | None) -> str:
@@ -55,7 +51,7 @@ def runs(
     with state(ctx).open_hub() as hub, hub.engine.connect() as conn:
         rows = list_runs(conn, connector=connector, status=status, limit=limit)
     if as_json:
-        print(_jsonable(rows))
+        print_json(rows)
         return
     shown = ("read", "inserted", "updated", "unchanged", "deleted", "quarantined", "suppressed")
     table = Table("run", "stream", "mode", "status", "started", "took", *shown, "error")
@@ -94,7 +90,7 @@ def quarantine_list(
             conn, connector=connector, include_resolved=include_resolved, limit=limit
         )
     if as_json:
-        print(_jsonable(rows))
+        print_json(rows)
         return
     table = Table("id", "stream", "record", "errors", "seen", "resolved")
     for row in rows:

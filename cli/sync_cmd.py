@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -23,6 +22,7 @@ from crmhub.cli.context import (
     escape,
     handle_errors,
     is_interactive,
+    print_json,
     state,
 )
 from crmhub.sync import StreamResult
@@ -91,7 +91,7 @@ def sync(
             results = hub.sync(names, full=full, dry_run=dry_run)
     elapsed = time.monotonic() - started
     if as_json:
-        console.print_json(json.dumps([_as_dict(r) for r in results]))
+        print_json([_as_dict(r) for r in results])
     else:
         _print_summary(results, elapsed, dry_run)
     if any(not r.ok for r in results):

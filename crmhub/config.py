@@ -219,9 +219,7 @@ def _connector_entry(
         validated = config_class.model_validate(settings)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, prefix=key), path=where) from None
-    _resolve_paths(validated, base_dir)
-    if validated.mapping and _looks_like_path(validated.mapping):
-        validated.mapping = str((base_dir / validated.mapping).resolve())
+    _resolve_paths(validated, base_dir)  # mapping refs are resolved by the mapping loader
     return ConnectorEntry(name=name, type=type_name, enabled=bool(enabled), settings=validated)
 
 
@@ -280,10 +278,6 @@ def _resolve_paths(settings: BaseModel, base_dir: Path) -> None:
         value = getattr(settings, field_name)
         if _is_path(field.annotation) and isinstance(value, Path) and not value.is_absolute():
             setattr(settings, field_name, (base_dir / value).resolve())
-
-
-def _looks_like_path(ref: str) -> bool:
-    return "/" in ref or ref.endswith((".yaml", ".yml"))
 
 
 def _resolve_sqlite_path(url: str, base_dir: Path) -> str:

@@ -36,7 +36,7 @@ from crmhub.store.runs import Counts, add_counts, finish_run, start_run
 from crmhub.store.state import load_state, save_state
 from crmhub.suppression import SuppressionList
 
-__all__ = ["Observer", "StreamResult", "StreamSync", "content_hash", "sync_stream"]
+__all__ = ["Observer", "StreamResult", "StreamSync", "sync_stream"]
 
 log = structlog.get_logger("crmhub.sync")
 
@@ -58,16 +58,10 @@ def _dumps(raw: Any) -> bytes:
         return orjson.dumps(raw, option=_DUMPS_OPTIONS, default=str)
 
 
-def content_hash(fingerprint: str, raw: Any) -> str:
-    """The hash that decides whether a record changed: its raw content and the mapping used.
-
-    A changed mapping changes every hash, so the next sync maps every record again.
-    """
-    return _Hasher(fingerprint)(raw)
-
-
 class _Hasher:
-    """:func:`content_hash` for one mapping, seeded once (it runs for every record read)."""
+    """The hash that decides whether a record changed: its raw content and the mapping used,
+    seeded once per mapping (it runs for every record read). A changed mapping changes every
+    hash, so the next sync maps every record again."""
 
     def __init__(self, fingerprint: str) -> None:
         self._seeded = hashlib.blake2b(fingerprint.encode(), digest_size=16)
