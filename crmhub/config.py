@@ -70,10 +70,18 @@ class HubSettings(_Section):
 
 
 class DedupeSettings(_Section):
-    """``[dedupe]``: match probability thresholds."""
+    """``[dedupe]``: match probability thresholds and matching guards."""
 
     auto_merge: float = Field(0.95, gt=0, le=1)
+    """Pairs at or above this probability are merged automatically."""
     review: float = Field(0.60, gt=0, le=1)
+    """Pairs from here up to ``auto_merge`` become suggestions for a steward."""
+    max_block_size: int = Field(500, ge=2, le=100_000)
+    """Blocks (records sharing a blocking key) larger than this are skipped and reported."""
+    hard_identifiers: list[str] = Field(
+        default_factory=lambda: ["tax_id", "national_id", "passport"]
+    )
+    """Identifier kinds that never differ within one customer without a steward."""
 
     def model_post_init(self, _context: Any) -> None:
         if self.review >= self.auto_merge:

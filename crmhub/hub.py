@@ -24,6 +24,7 @@ from crmhub.errors import ConfigError, MappingError
 from crmhub.mapper import default_workers
 from crmhub.mapping import MappingFile, load_mapping
 from crmhub.plugins import Plugins
+from crmhub.resolution import Resolver, ResolveReport
 from crmhub.store import quarantine as quarantine_store
 from crmhub.store.engine import is_sqlite, open_engine
 from crmhub.store.migrate import is_empty, require_current, upgrade
@@ -66,6 +67,8 @@ class Hub:
         self.plugins = plugins
         self.created = False
         self._mappings: dict[str, MappingFile] = {}
+        self.last_match: ResolveReport | None = None
+        """What matching did at the end of the last :meth:`sync`."""
 
     @classmethod
     def open(
@@ -200,6 +203,10 @@ class Hub:
             outcome.counts.add(counts)
         return outcome
 
+    def resolver(self) -> Resolver:
+        """Matching for this hub, with its ``[dedupe]`` and ``[survivorship]`` settings."""
+        return Resolver.from_config(self.engine, self.config)
+
     def sync(
         self,
         names: Sequence[str] | None = None,
@@ -207,8 +214,11 @@ class Hub:
         full: bool = False,
         dry_run: bool = False,
         observer: Observer | None = None,
+        match: bool = True,
     ) -> list[StreamResult]:
-        """Sync the named connectors (default: all enabled ones), stream by stream.
+        """Sync the named connectors (default: all enabled ones), stream by stream, then match
+        the new and changed person records into customers (unless ``match`` is false or this
+        is a dry run; :attr:`last_match` holds what matching did).
 
         A stream that fails is recorded and the others still run. Configuration errors
         (unknown connector, invalid mapping) are raised before anything is read.
@@ -247,4 +257,5 @@ class Hub:
                     )
             finally:
                 connector.close()
+        self.last_match = self.resolver().resolve() if match and not dry_run else None
         return results

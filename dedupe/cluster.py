@@ -10,6 +10,12 @@ guards that keep a wrong automatic merge (far worse than a missed one) from happ
   least ``bridge_links`` links connect them, so a single weak chain cannot glue two people
   together (a singleton joins a cluster on one link).
 
+Steward "match" decisions (``must_link``) are joined first, whatever their probability and
+past the identifier and bridge guards (a steward decided), but never past a cannot-link.
+The result depends only on the pairs and their probabilities, never on the order they come
+in, and each connected group of links is clustered independently of all others: so
+clustering one group again (incremental matching) gives what clustering everything gives.
+
 Refused links are counted by reason, so a steward can be shown them as suggestions.
 """
 
@@ -99,6 +105,7 @@ def cluster(
     *,
     auto_merge: float,
     cannot_link: Sequence[tuple[int, int]] = (),
+    must_link: Sequence[tuple[int, int]] = (),
     hard_identifiers: Mapping[int, Mapping[str, str]] | None = None,
     bridge_links: int = 2,
 ) -> tuple[IntArray, ClusterReport]:
@@ -109,6 +116,7 @@ def cluster(
         left, right, probability: the scored pairs (row indices).
         auto_merge: links at or above this probability are merged automatically.
         cannot_link: row pairs a steward rejected.
+        must_link: row pairs a steward accepted.
         hard_identifiers: per row, identifiers that must agree within a cluster.
         bridge_links: links needed to join two clusters that each hold several records.
 
@@ -121,6 +129,16 @@ def cluster(
     order = strong[np.lexsort((right[strong], left[strong], -probability[strong]))]
     report.links = len(order)
     clusters = _Clusters(n, hard_identifiers or {}, cannot_link)
+    for a, b in sorted((min(a, b), max(a, b)) for a, b in must_link):
+        root_a, root_b = clusters.find(a), clusters.find(b)
+        if root_a == root_b:
+            continue
+        if clusters.conflict(root_a, root_b) == "cannot_link":
+            report.refused_cannot_link += 1
+            report.refused_pairs.append((a, b, "cannot_link"))
+            continue
+        clusters.union(root_a, root_b)
+        report.merged += 1
     pending: dict[tuple[int, int], int] = {}
     for a, b in zip(left[order].tolist(), right[order].tolist(), strict=True):
         root_a, root_b = clusters.find(a), clusters.find(b)

@@ -17,7 +17,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
-__all__ = ["MAX_IN_VALUES", "RawJson", "in_chunks", "select_by_keys", "upsert"]
+__all__ = ["MAX_IN_VALUES", "RawJson", "in_chunks", "lock_hub", "select_by_keys", "upsert"]
 
 MAX_IN_VALUES = 2000
 """Values per ``IN`` list, well under every backend's parameter limit (SQLite: 32,766)."""
@@ -29,6 +29,23 @@ def in_chunks(values: Sequence[T], size: int = MAX_IN_VALUES) -> Iterator[list[T
     """``values`` in lists small enough for one ``IN (...)`` each."""
     for start in range(0, len(values), size):
         yield list(values[start : start + size])
+
+
+_LOCK_KEY = 0x63726D68  # "crmh": the advisory lock of hub-wide writes on PostgreSQL
+
+
+def lock_hub(conn: Connection) -> None:
+    """Take the hub's write lock until the transaction ends.
+
+    Matching, merges and the audit chain read state and write what follows from it; two
+    writers doing that at once could fork the audit chain or cluster on a stale view.
+    PostgreSQL takes a transaction-scoped advisory lock; SQLite takes its database write
+    lock now instead of at the first write (a no-op write does that).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
+    else:
+        conn.exec_driver_sql("DELETE FROM audit_log WHERE 0")
 
 
 class RawJson(str):

@@ -98,6 +98,10 @@ source_records = Table(
     Column("last_seen", Timestamp, nullable=False),
     Column("deleted_at", Timestamp),
     Column("customer_id", CustomerId, ForeignKey("customers.id", ondelete="SET NULL")),
+    # The content hash the record was last matched with: a record whose hash differs (new,
+    # changed) or that is deleted but still linked waits for matching. Written in the same
+    # transaction as the match results, so a crash never leaves a record half matched.
+    Column("matched_hash", String(32)),
     UniqueConstraint("connector", "stream", "external_id"),
     Index(None, "customer_id"),
 )

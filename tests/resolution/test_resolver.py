@@ -1,0 +1,168 @@
+"""Matching in the hub: incremental equals full, deletes, crashes, model training."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from crmhub.config import SurvivorshipSettings
+from crmhub.dedupe.pipeline import MatchSettings
+from crmhub.model import Person
+from crmhub.resolution import Resolver
+from crmhub.resolution import resolver as resolver_module
+from crmhub.resolution.records import pending_ids
+from crmhub.store.schema import (
+    customers,
+    dedupe_models,
+    links,
+    match_keys,
+    match_pairs,
+    source_records,
+)
+
+from .conftest import delete_people, partition, store_people
+
+World = list[tuple[str, str, Person]]
+
+
+def _pairs(engine: Engine) -> set[tuple[int, int, str]]:
+    p = match_pairs.c
+    with engine.connect() as conn:
+        return {tuple(r) for r in conn.execute(select(p.left_id, p.right_id, p.status))}  # type: ignore[misc]
+
+
+def test_incremental_matching_gives_the_clusters_of_a_full_run(
+    engine: Engine, world: World
+) -> None:
+    resolver = Resolver(engine)
+    first = len(world) * 3 // 5
+    store_people(engine, world[:first])
+    assert resolver.resolve().mode == "full"  # a new hub: one pass over everything
+    modes = []
+    for start in range(first, len(world), 20):
+        store_people(engine, world[start : start + 20])
+        modes.append(resolver.resolve().mode)
+    assert set(modes) == {"incremental"}
+    # Changed and deleted records are matched again too.
+    changed = [(s, e, p.model_copy(update={"emails": []})) for s, e, p in world[5:40:3]]
+    store_people(engine, changed, version=1)
+    delete_people(engine, world[50][0], [world[50][1]])
+    assert resolver.resolve().mode == "incremental"
+    with engine.connect() as conn:
+        assert pending_ids(conn) == []
+    incremental, incremental_pairs = partition(engine), _pairs(engine)
+    assert any(len(group) > 1 for group in incremental)
+
+    report = resolver.full()
+    assert report.mode == "full"
+    assert partition(engine) == incremental
+    assert _pairs(engine) == incremental_pairs
+
+
+def test_every_live_record_gets_one_customer_and_one_link(engine: Engine, world: World) -> None:
+    store_people(engine, world[:150])
+    report = Resolver(engine).resolve()
+    with engine.connect() as conn:
+        live = conn.execute(select(func.count()).select_from(source_records)).scalar_one()
+        linked = conn.execute(select(func.count()).select_from(links)).scalar_one()
+        golden = conn.execute(select(func.count()).select_from(customers)).scalar_one()
+        keys = conn.execute(select(func.count()).select_from(match_keys)).scalar_one()
+    assert linked == live == report.records
+    assert golden == report.settled.clusters == len(partition(engine))
+    assert keys > live  # several blocking keys per record, stored for incremental lookups
+
+
+def test_a_deleted_record_leaves_its_customer(engine: Engine, world: World) -> None:
+    store_people(engine, world[:200])
+    Resolver(engine).resolve()
+    groups = partition(engine)
+    pair = next(g for g in groups if len(g) == 2)
+    with engine.connect() as conn:
+        t = source_records.c
+        rows = conn.execute(
+            select(t.connector, t.external_id, t.customer_id).where(t.id.in_(pair))
+        ).all()
+    delete_people(engine, rows[0][0], [rows[0][1]])
+    Resolver(engine).resolve()
+    with engine.connect() as conn:
+        t = source_records.c
+        left = conn.execute(select(t.customer_id).where(t.id == pair[0])).scalar_one()
+        data = conn.execute(
+            select(customers.c.data).where(customers.c.id == rows[1][2])
+        ).scalar_one()
+    assert left is None
+    provenance = {v.get("source_record_id") for v in data.values()}
+    assert pair[0] not in provenance  # the golden record no longer draws on the deleted record
+
+
+def test_a_crash_in_the_middle_of_matching_is_completed_by_the_next_run(
+    engine: Engine, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolver = Resolver(engine)
+    store_people(engine, world[:550])
+    resolver.resolve()
+    store_people(engine, world[550:])
+    monkeypatch.setattr(resolver_module, "STEP_RECORDS", 25)
+    calls = {"n": 0}
+    real_settle = resolver_module.settle
+
+    def failing_settle(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("power cut")
+        return real_settle(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(resolver_module, "settle", failing_settle)
+    with pytest.raises(RuntimeError, match="power cut"):
+        resolver.resolve()
+    with engine.connect() as conn:
+        waiting = len(pending_ids(conn))
+    assert 0 < waiting < len(world) - 550  # two steps committed, the third rolled back
+    monkeypatch.setattr(resolver_module, "settle", real_settle)
+    resolver.resolve()
+    after = partition(engine)
+    resolver.full()
+    assert partition(engine) == after
+
+
+def test_a_hub_with_enough_records_trains_and_stores_its_own_model(
+    engine: Engine, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resolver_module, "MIN_OWN_MODEL_RECORDS", 100)
+    store_people(engine, world[:300])
+    report = Resolver(engine).resolve()
+    assert report.trained and report.model_version == 1
+    with engine.connect() as conn:
+        active = conn.execute(
+            select(dedupe_models.c.version).where(dedupe_models.c.active == 1)
+        ).all()
+    assert active == [(1,)]
+    store_people(engine, world[300:320])
+    again = Resolver(engine).resolve()
+    assert again.mode == "incremental" and not again.trained and again.model_version == 1
+
+
+def test_source_priority_decides_golden_values(engine: Engine, world: World) -> None:
+    store_people(engine, world[:200])
+    Resolver(engine).resolve()
+    sources = sorted({s for s, _, _ in world[:200]})
+    trusted = sources[-1]
+    survivorship = SurvivorshipSettings(source_priority=[trusted])
+    Resolver(engine, MatchSettings(), survivorship).full()
+    with engine.connect() as conn:
+        t = source_records.c
+        rows = conn.execute(select(t.id, t.connector, t.customer_id, t.data)).all()
+        connector_of = {rid: c for rid, c, _, _ in rows}
+        members: dict[str, set[str]] = {}
+        for _, connector, customer, data in rows:
+            if data.get("last_name"):
+                members.setdefault(customer, set()).add(connector)
+        checked = 0
+        for cid, data in conn.execute(select(customers.c.id, customers.c.data)):
+            if trusted in members.get(cid, ()) and len(members[cid]) > 1:
+                value = data["last_name"]
+                assert value["rule"] == "source_priority"
+                assert connector_of[value["source_record_id"]] == trusted
+                checked += 1
+    assert checked > 0
