@@ -35,7 +35,7 @@ def _trained() -> dict[str, object]:
     records: list[tuple[int, Person]] = []
     for source, row in iter_world(BUILTIN_TRAINING_PEOPLE, WorldOptions(seed=20261123)):
         person = mapping.apply(row, source=source, stream="people", region="GB").record
-        if person is not None:
+        if isinstance(person, Person):
             records.append((len(records), person))
     frame = match_frame(records)
     pairs, _ = block(frame)

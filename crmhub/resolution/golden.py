@@ -178,8 +178,10 @@ def _choose_customers(
 def _load_customers(conn: Connection, customer_ids: set[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for chunk in in_chunks(sorted(customer_ids)):
-        rows = conn.execute(select(_c.id, _c.data, _c.version).where(_c.id.in_(chunk)))
-        found.update({cid: {"data": data, "version": version} for cid, data, version in rows})
+        rows = conn.execute(
+            select(_c.id, _c.data, _c.version, _c.merged_into).where(_c.id.in_(chunk))
+        )
+        found.update({cid: {"data": d, "version": v, "merged_into": m} for cid, d, v, m in rows})
     return found
 
 
@@ -229,7 +231,7 @@ def _write_customers(
                     "merged_into": None,
                 }
             )
-        elif before["data"] != data:
+        elif before["data"] != data or before["merged_into"] is not None:  # changed or revived
             changed.append(
                 {
                     "cid": customer_id,

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from crmhub import audit
 from crmhub.dedupe.normalize import match_frame
 from crmhub.dedupe.pipeline import score_pairs
-from crmhub.errors import CrmhubError
+from crmhub.errors import DedupeError
 from crmhub.resolution.pairs import DECIDED, comparison_of
 from crmhub.resolution.records import load_records, persons
 from crmhub.resolution.resolver import Resolver
@@ -34,7 +34,7 @@ _p = match_pairs.c
 UNDOABLE = frozenset({"customer.merged", "customer.unmerged", "pair.accepted", "pair.rejected"})
 
 
-class StewardError(CrmhubError):
+class StewardError(DedupeError):
     """A decision that cannot be made (unknown customer, record not a member, ...)."""
 
 
