@@ -94,9 +94,9 @@ def dedupe_file_command(
     ctx: typer.Context,
     path: Path = typer.Argument(..., exists=True, dir_okay=False, help="A .csv or .jsonl file."),
     mapping: str = typer.Option(..., "--mapping", "-m", help="Mapping file (or built-in name)."),
-    stream: str = typer.Option(None, help="The mapping's stream (default: its only one)."),
+    stream: str | None = typer.Option(None, help="The mapping's stream (default: its only one)."),
     out: Path = typer.Option(Path("dedupe-out"), "--out", "-o", help="Folder for the CSVs."),
-    region: str = typer.Option(None, help="Country for phone numbers without a prefix."),
+    region: str | None = typer.Option(None, help="Country for phone numbers without a prefix."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Deduplicate a file that is not in the hub: writes clusters.csv and pairs.csv.
