@@ -12,14 +12,18 @@ null and exact tests are integer comparisons. String similarity runs in rapidfuz
 ``cpdist`` only for pairs that could reach a threshold: a cheap bound from lengths and
 character-set bitmasks rules out most pairs first, because ``cpdist`` costs ~150 ns a pair in
 conversion alone. Empty strings count as unknown, like ``None``.
+
+:func:`compare` returns a :class:`PairLevels`: the levels per comparison, plus the frame and
+rows they were computed on, so a model can look up term frequencies of the compared values
+(a common surname agreeing is weaker evidence than a rare one) without another argument.
 """
 
 from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from functools import cached_property
 from itertools import chain
@@ -27,16 +31,18 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from rapidfuzz.distance import JaroWinkler, Levenshtein
+from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 from rapidfuzz.process import cpdist
 
+from crmhub.dedupe.blocking import key_digest
 from crmhub.dedupe.frame import MatchFrame
 from crmhub.hookspecs import hookimpl
 
 __all__ = [
-    "BUILTIN_COMPARATORS", "DEFAULT_COMPARISONS", "Comparison", "compare", "date_comparison",
-    "exact", "explain_levels", "jaro_winkler", "levenshtein", "name_comparison",
-    "register_comparators", "set_comparison",
+    "BUILTIN_COMPARATORS", "DEFAULT_COMPARISONS", "Comparison", "PairLevels",
+    "address_comparison", "compare", "date_comparison", "exact", "explain_levels",
+    "field_digests", "jaro_winkler", "levenshtein", "name_comparison",
+    "register_comparators", "set_comparison", "surname_comparison",
 ]  # fmt: skip
 
 Rows = npt.NDArray[np.intp]
@@ -56,6 +62,18 @@ class Comparison:
         kernel: ``kernel(comparison, frame, left, right)`` returns the levels; plugins may
             supply their own.
         params: the thresholds the kernel reads.
+        tf_field: the frame field whose value frequencies adjust the weight of ``tf_levels``
+            (term-frequency adjustment, as in Splink): two records agreeing on a common value
+            ("smith") are less alike than two agreeing on a rare one. None: no adjustment.
+        tf_levels: the levels (agreement on ``tf_field``'s value) the adjustment applies to.
+        tf_given: ``(comparison, joint field)``: when that other comparison agrees too (at
+            its own ``tf_levels``), the value's frequency is taken among records sharing the
+            other value, from the counts of the frame field holding both (a surname given the
+            first name, from ``full_name``). Names are not independent: "murphy" is a rare
+            first name, but given it, "sean" is the usual surname (a swapped "Sean Murphy").
+        monotone: the levels are nested bands of one similarity (``else`` < ``jw>=0.85`` <
+            ``jw>=0.92`` < ``exact``): training keeps their weights in that order, so a level
+            few pairs reach cannot weigh less than a looser one.
     """
 
     name: str
@@ -63,6 +81,10 @@ class Comparison:
     levels: tuple[str, ...]
     kernel: Kernel = dc_field(repr=False, compare=False)
     params: tuple[float, ...] = ()
+    tf_field: str | None = None
+    tf_levels: tuple[int, ...] = ()
+    monotone: bool = False
+    tf_given: tuple[str, str] | None = None
 
     def compute(self, frame: MatchFrame, left: npt.ArrayLike, right: npt.ArrayLike) -> LevelArray:
         """Levels of the pairs ``(left[i], right[i])``, row indices into ``frame``.
@@ -74,6 +96,39 @@ class Comparison:
         if lrows.ndim != 1 or lrows.shape != rrows.shape:
             raise ValueError("left and right must be 1-D arrays of equal length")
         return np.asarray(self.kernel(self, frame, lrows, rrows), dtype=np.int8)
+
+
+class PairLevels(dict[str, LevelArray]):
+    """Comparison name -> ``int8`` levels, one per pair, as :func:`compare` returns them.
+
+    A plain dict to its readers; it also remembers the frame and the rows of each pair
+    (``frame``, ``left``, ``right``, None when built by hand), which is all a model needs to
+    look up the term frequencies of the compared values
+    (:meth:`~crmhub.dedupe.model.FellegiSunter.match_weight`).
+    """
+
+    def __init__(
+        self,
+        levels: Mapping[str, LevelArray],
+        frame: MatchFrame | None = None,
+        left: Rows | None = None,
+        right: Rows | None = None,
+    ) -> None:
+        super().__init__(levels)
+        self.frame = frame
+        self.left = left
+        self.right = right
+
+    def take(self, index: npt.ArrayLike) -> PairLevels:
+        """The levels of the pairs at ``index`` (positions or a boolean mask), still knowing
+        their rows."""
+        pick = np.asarray(index)
+        return PairLevels(
+            {name: level[pick] for name, level in self.items()},
+            self.frame,
+            None if self.left is None else self.left[pick],
+            None if self.right is None else self.right[pick],
+        )
 
 
 _CACHE: dict[int, dict[tuple[str, str], Any]] = {}
@@ -115,6 +170,11 @@ class _Column:
         )
         self.values = np.empty(len(index), dtype=object)
         self.values[:] = list(index)
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Value -> code."""
+        return {value: code for code, value in enumerate(self.values.tolist())}
 
     @cached_property
     def lengths(self) -> npt.NDArray[np.int32]:
@@ -224,6 +284,70 @@ def _lev_kernel(c: Comparison, frame: MatchFrame, left: Rows, right: Rows) -> Le
     return levels
 
 
+def _osa_distances(col: _Column, a: Codes, b: Codes) -> npt.NDArray[np.int64]:
+    """Optimal-string-alignment distance (edits and adjacent transpositions) of values
+    ``a[i]``, ``b[i]``, where it is at most 1; 2 where larger."""
+    # A transposition keeps the character set; one other edit changes it by up to two bits.
+    bound = np.maximum(
+        np.abs(col.lengths[a] - col.lengths[b]), (_popcount(col.masks[a] ^ col.masks[b]) + 1) // 2
+    )
+    maybe = np.flatnonzero(bound <= 1)
+    distances = np.full(len(a), 2, dtype=np.int64)
+    distances[maybe] = _cpdist(col, a[maybe], b[maybe], OSA.distance, 1)
+    return distances
+
+
+def _nickname_groups(values: npt.NDArray[np.object_]) -> _Sets:
+    """Per distinct first name, the name itself and every name the ``nicknames`` table calls
+    it a nickname of: two names are related iff their groups intersect ("tony" and
+    "anthony", "rick" and "richard", or two nicknames of one name)."""
+    from crmhub.dedupe.normalize import nickname_canonicals  # the table loads on first use
+
+    return _Sets([(v, *sorted(nickname_canonicals(v))) for v in values.tolist()])
+
+
+def _swapped(frame: MatchFrame, left: Rows, right: Rows) -> npt.NDArray[np.bool_]:
+    """Pairs whose names are crosswise equal: one record's first name is the other's last
+    name ("John Smith" and, entered the wrong way round, first "Smith" last "John"). One
+    crosswise pair must be equal; the other equal, unknown on a side, or close (a typo, a
+    nickname such as "johnny"/"john", an initial). Both first names must be known."""
+    first, last = _column(frame, "first_name"), _column(frame, "last_name")
+
+    def last_as_first() -> Codes:
+        # Each distinct last name's code among first names; -2 where no first name has it,
+        # and a trailing -3 that code -1 (unknown) reads.
+        codes = [first.index.get(v, -2) for v in last.values.tolist()]
+        return np.array([*codes, -3], dtype=np.int32)
+
+    cross: Codes = _cached(frame, "cross", "last_name", last_as_first)
+    fa, fb = first.codes[left], first.codes[right]
+    la, lb = last.codes[left], last.codes[right]
+    ab = (fa >= 0) & (fa == cross[lb])  # the left's first name is the right's last name
+    ba = (fb >= 0) & (fb == cross[la])
+    swapped = ab & ba
+    for hit, f, lc in ((ab & ~ba, fb, la), (ba & ~ab, fa, lb)):
+        # The other crosswise pair: a last name against a first name.
+        rows = np.flatnonzero(hit)
+        known = (f[rows] >= 0) & (lc[rows] >= 0)
+        close = ~known
+        if known.any():
+            a, b = f[rows][known], lc[rows][known]
+            scores = cpdist(
+                first.values[a],
+                last.values[b],
+                scorer=JaroWinkler.normalized_similarity,
+                dtype=np.float64,
+                workers=-1,
+            )
+            similar = scores >= 0.85
+            single = (first.lengths[a] == 1) | (last.lengths[b] == 1)
+            initial = single & (first.heads[a, 0] == last.heads[b, 0])
+            close[known] = similar | initial
+        swapped[rows[close]] = True
+    # Both first names known: the first-name comparison is the one that scores a swap.
+    return swapped & (fa >= 0) & (fb >= 0)
+
+
 def _name_kernel(c: Comparison, frame: MatchFrame, left: Rows, right: Rows) -> LevelArray:
     col, a, b, known, same = _scalar_pairs(c, frame, left, right)
     roots, initials = _column(frame, "first_root").codes, _column(frame, "first_initial").codes
@@ -232,11 +356,72 @@ def _name_kernel(c: Comparison, frame: MatchFrame, left: Rows, right: Rows) -> L
     single = (lengths[a] == 1) | (lengths[b] == 1)
     ia, ib = initials[left], initials[right]
     levels[known & single & (ia >= 0) & (ia == ib)] = 2
+    todo = np.flatnonzero(known & ~same & ~single)
+    # One slip on a short name ("lea"/"lae", "sean"/"swan") that Jaro-Winkler misses.
+    long_enough = (lengths[a[todo]] >= 3) & (lengths[b[todo]] >= 3)
+    typo = todo[long_enough][_osa_distances(col, a[todo][long_enough], b[todo][long_enough]) <= 1]
+    levels[typo] = 3
+    groups: _Sets = _cached(frame, "nicknames", c.field, lambda: _nickname_groups(col.values))
     ra, rb = roots[left], roots[right]
-    levels[known & (ra >= 0) & (ra == rb)] = 3
+    related = (ra >= 0) & (ra == rb)
+    related[todo] |= _shared(groups, a[todo], b[todo])
+    levels[known & related] = 4
     todo = np.flatnonzero(known & ~same)
-    levels[todo[_jw_scores(col, a[todo], b[todo], c.params[0]) >= c.params[0]]] = 4
-    levels[same] = 5
+    levels[todo[_jw_scores(col, a[todo], b[todo], c.params[0]) >= c.params[0]]] = 5
+    levels[_swapped(frame, left, right) & ~same] = 6
+    levels[same] = 7
+    return levels
+
+
+def _surname_kernel(c: Comparison, frame: MatchFrame, left: Rows, right: Rows) -> LevelArray:
+    levels = _jw_kernel(c, frame, left, right)
+    # A transposed pair is scored once, by the first-name comparison's "swapped" level.
+    levels[_swapped(frame, left, right) & (levels < len(c.levels) - 1)] = 0
+    return levels
+
+
+def _house_numbers(column: _Column) -> Codes:
+    """Per distinct street line, a code of its digits ("12 high st" and "high street 12"
+    share one; lines without digits share another)."""
+    index: dict[str, int] = {}
+    digits = ("".join(ch for ch in v if ch.isdigit()) for v in column.values.tolist())
+    return np.fromiter(
+        (index.setdefault(d, len(index)) for d in digits), dtype=np.int32, count=len(column.values)
+    )
+
+
+def _address_kernel(c: Comparison, frame: MatchFrame, left: Rows, right: Rows) -> LevelArray:
+    """Street line, postcode and city as one comparison: they are one fact (where a person
+    lives), and scored separately they would count it three times. Levels keep apart what
+    could be compared: the same city says much when nothing finer is known on both sides,
+    little when the postcodes are known and differ."""
+    parts = {}
+    for name in ("street", "postcode", "city"):
+        col = _column(frame, name)
+        a, b = col.codes[left], col.codes[right]
+        known = (a >= 0) & (b >= 0)
+        parts[name] = (col, a, b, known, known & (a == b))
+    street, postcode, city = parts["street"], parts["postcode"], parts["city"]
+    levels = (street[3] | postcode[3] | city[3]).astype(np.int8)  # 1: different
+    todo = np.flatnonzero(city[3] & ~city[4])
+    near_city = city[4].copy()
+    near_city[todo] = _jw_scores(city[0], city[1][todo], city[2][todo], 0.92) >= 0.92
+    levels[near_city] = 2  # city_moved, unless nothing finer is known:
+    levels[near_city & ~street[3] & ~postcode[3]] = 3
+    levels[postcode[4] & street[3]] = 4  # streets known: a neighbour, or moved nearby
+    levels[postcode[4] & ~street[3]] = 5
+    # Street lines within two edits, with the same house number: "12 High St" and
+    # "12 Hihg Street", not the neighbours at 12 and 14.
+    numbers: Codes = _cached(frame, "numbers", "street", lambda: _house_numbers(street[0]))
+    todo = np.flatnonzero(street[3] & ~street[4])
+    todo = todo[numbers[street[1][todo]] == numbers[street[2][todo]]]
+    near_street = np.zeros(len(left), dtype=bool)
+    near_street[todo] = _lev_distances(street[0], street[1][todo], street[2][todo], 2) <= 2
+    # The same street line in another postcode, or in another town when a postcode is
+    # unknown, is another place ("1 High Street").
+    elsewhere = np.where(postcode[3], ~postcode[4], city[3] & ~near_city)
+    levels[near_street & ~elsewhere] = 6
+    levels[street[4] & ~elsewhere] = 7
     return levels
 
 
@@ -306,8 +491,9 @@ class _Sets:
         self.second[self.counts == 1] = self.first[self.counts == 1]
 
 
-def _set_kernel(c: Comparison, frame: MatchFrame, left: Rows, right: Rows) -> LevelArray:
-    sets: _Sets = _cached(frame, "multi", c.field, lambda: _Sets(frame.multi(c.field)))
+def _shared(sets: _Sets, left: npt.NDArray[Any], right: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Whether rows ``left[i]`` and ``right[i]`` of ``sets`` have a value in common."""
+    left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
     cl, cr = sets.counts[left], sets.counts[right]
     known = (cl > 0) & (cr > 0)
     a, a2, b, b2 = sets.first[left], sets.second[left], sets.first[right], sets.second[right]
@@ -325,7 +511,13 @@ def _set_kernel(c: Comparison, frame: MatchFrame, left: Rows, right: Rows) -> Le
         wanted = other[owner] * sets.width + values
         at = np.searchsorted(sets.keys, wanted).clip(max=sets.keys.size - 1)
         shared[rest[owner[sets.keys[at] == wanted]]] = True
-    return (known.astype(np.int8) + shared).astype(np.int8)
+    return shared
+
+
+def _set_kernel(c: Comparison, frame: MatchFrame, left: Rows, right: Rows) -> LevelArray:
+    sets: _Sets = _cached(frame, "multi", c.field, lambda: _Sets(frame.multi(c.field)))
+    known = (sets.counts[left] > 0) & (sets.counts[right] > 0)
+    return (known.astype(np.int8) + _shared(sets, left, right)).astype(np.int8)
 
 
 def exact(name: str, field: str) -> Comparison:
@@ -333,13 +525,22 @@ def exact(name: str, field: str) -> Comparison:
     return Comparison(name, field, ("null", "different", "exact"), _exact_kernel)
 
 
-def jaro_winkler(name: str, field: str, thresholds: tuple[float, ...] = (0.92, 0.85)) -> Comparison:
-    """Levels null / else / Jaro-Winkler >= each threshold, weakest first / exact."""
+def jaro_winkler(
+    name: str,
+    field: str,
+    thresholds: tuple[float, ...] = (0.92, 0.85),
+    *,
+    term_frequencies: bool = False,
+) -> Comparison:
+    """Levels null / else / Jaro-Winkler >= each threshold, weakest first / exact. With
+    ``term_frequencies``, an exact match weighs by how common the value is."""
     ordered = tuple(sorted(set(thresholds)))
     if not ordered or not all(0.0 < t <= 1.0 for t in ordered):
         raise ValueError("jaro_winkler thresholds must be in (0, 1]")
     labels = ("null", "else", *(f"jw>={t:g}" for t in ordered), "exact")
-    return Comparison(name, field, labels, _jw_kernel, ordered)
+    tf_levels = (len(labels) - 1,) if term_frequencies else ()
+    tf_field = field if term_frequencies else None
+    return Comparison(name, field, labels, _jw_kernel, ordered, tf_field, tf_levels, monotone=True)
 
 
 def levenshtein(name: str, field: str, thresholds: tuple[int, ...] = (1, 2)) -> Comparison:
@@ -348,21 +549,57 @@ def levenshtein(name: str, field: str, thresholds: tuple[int, ...] = (1, 2)) -> 
     if not ordered or not all(int(t) == t >= 1 for t in ordered):
         raise ValueError("levenshtein thresholds must be integers >= 1")
     labels = ("null", "else", *(f"lev<={t:g}" for t in ordered), "exact")
-    return Comparison(name, field, labels, _lev_kernel, tuple(float(t) for t in ordered))
+    params = tuple(float(t) for t in ordered)
+    return Comparison(name, field, labels, _lev_kernel, params, monotone=True)
 
 
 def name_comparison(name: str = "first_name") -> Comparison:
-    """First names, also reading ``first_root`` and ``first_initial``.
+    """First names, also reading ``first_root``, ``first_initial`` and ``last_name``.
 
     Levels: null / different / initial (one side is a single letter, the other's initial) /
-    nickname root equal / Jaro-Winkler >= 0.88 / exact. The order is expected strength,
-    and decides the level when several hold: a bare initial fits many names; a shared
-    nickname root is a lookup that merges distinct names ("alex" stands for Alexander,
-    Alexandra and Alexis), while folded names within 0.88 are nearly always one name typed
-    twice, so a close spelling outranks a shared root.
+    typo (one edit or transposition, names of three letters or more) / nickname (same
+    nickname root, or related in the ``nicknames`` table) / Jaro-Winkler >= 0.88 / swapped
+    (first and last names entered the wrong way round) / exact. The order is expected
+    strength, and decides the level when several hold: a bare initial fits many names; a
+    nickname is a lookup in a noisy table that relates distinct names ("alex" stands for
+    Alexander, Alexandra and Alexis), while folded names within 0.88 are nearly always one
+    name typed twice, so a close spelling outranks a nickname. An exact match weighs by how
+    common the name is (term frequency).
     """
-    labels = ("null", "different", "initial", "nickname_root", "jw>=0.88", "exact")
-    return Comparison(name, "first_name", labels, _name_kernel, (0.88,))
+    labels = ("null", "different", "initial", "typo", "nickname", "jw>=0.88", "swapped", "exact")
+    return Comparison(
+        name, "first_name", labels, _name_kernel, (0.88,), tf_field="first_name", tf_levels=(7,)
+    )
+
+
+def surname_comparison(
+    name: str = "last_name", thresholds: tuple[float, ...] = (0.92, 0.85)
+) -> Comparison:
+    """Last names as :func:`jaro_winkler` with term frequencies (of the surname among people
+    of the same first name, when first names agree too: together, the frequency of the full
+    name); a pair whose first and last names are transposed is null here, as
+    :func:`name_comparison` scores it ("swapped")."""
+    base = jaro_winkler(name, "last_name", thresholds, term_frequencies=True)
+    return replace(base, kernel=_surname_kernel, tf_given=("first_name", "full_name"))
+
+
+def address_comparison(name: str = "address") -> Comparison:
+    """Street line, postcode and city together (reads ``street``, ``postcode``, ``city``).
+
+    Levels, by the finest part known on both sides: null (no part) / different / city_moved
+    (same or nearly the same city, finer parts known and different) / city (same city,
+    nothing finer known on both sides) / postcode_neighbour (same postcode, street lines
+    known and different) / postcode (same postcode, a street line unknown) / street_close
+    (street lines within two edits and with the same house number, in the same place) /
+    exact (same street line, postcodes equal or unknown). A street line in another postcode
+    (or, without postcodes, another town) is another place. The same-postcode levels weigh
+    by how common the postcode is: some cover a street, others a town district.
+    """
+    labels = ("null", "different", "city_moved", "city", "postcode_neighbour", "postcode",
+              "street_close", "exact")  # fmt: skip
+    return Comparison(
+        name, "street", labels, _address_kernel, tf_field="postcode", tf_levels=(4, 5)
+    )
 
 
 def date_comparison(name: str = "birth_date", field: str = "birth_date") -> Comparison:
@@ -379,13 +616,11 @@ def set_comparison(name: str, field: str) -> Comparison:
 
 DEFAULT_COMPARISONS: tuple[Comparison, ...] = (
     name_comparison(),
-    jaro_winkler("last_name", "last_name"),
+    surname_comparison(),
     date_comparison(),
     set_comparison("emails", "emails"),
     set_comparison("phones", "phones"),
-    exact("postcode", "postcode"),
-    levenshtein("street", "street"),
-    jaro_winkler("city", "city"),
+    address_comparison(),
     jaro_winkler("company", "company"),
     set_comparison("identifiers", "identifiers"),
 )
@@ -397,11 +632,12 @@ def compare(
     left: npt.ArrayLike,
     right: npt.ArrayLike,
     comparisons: Sequence[Comparison] = DEFAULT_COMPARISONS,
-) -> dict[str, LevelArray]:
+) -> PairLevels:
     """Every comparison's levels for the pairs ``(left[i], right[i])`` (frame row indices).
 
     Returns:
-        comparison name -> ``int8`` levels, one per pair.
+        comparison name -> ``int8`` levels, one per pair (a :class:`PairLevels`, which also
+        remembers the frame and rows, for term-frequency look-ups).
     """
     names = [c.name for c in comparisons]
     if len(set(names)) != len(names):
@@ -415,7 +651,8 @@ def compare(
         multis = {name: [column[i] for i in rows] for name, column in frame.multis.items()}
         frame = MatchFrame(frame.ids[rows], scalars, multis)
         lrows, rrows = inverse[: lrows.size], inverse[lrows.size :]
-    return {c.name: c.compute(frame, lrows, rrows) for c in comparisons}
+    levels = {c.name: c.compute(frame, lrows, rrows) for c in comparisons}
+    return PairLevels(levels, frame, lrows, rrows)
 
 
 def explain_levels(comparison: Comparison, level: int) -> str:
@@ -427,7 +664,8 @@ def explain_levels(comparison: Comparison, level: int) -> str:
 
 BUILTIN_COMPARATORS: dict[str, Callable[..., Comparison]] = {
     "exact": exact, "jaro_winkler": jaro_winkler, "levenshtein": levenshtein,
-    "name": name_comparison, "date": date_comparison, "set": set_comparison,
+    "name": name_comparison, "surname": surname_comparison, "address": address_comparison,
+    "date": date_comparison, "set": set_comparison,
 }  # fmt: skip
 """Comparison factories by the name configuration and plugins refer to them with."""
 
@@ -437,3 +675,15 @@ def register_comparators(register: Callable[..., None]) -> None:
     """Register the built-in comparison factories."""
     for name, factory in BUILTIN_COMPARATORS.items():
         register(name, factory)
+
+
+def field_digests(frame: MatchFrame, field: str) -> tuple[Codes, npt.NDArray[np.bytes_]]:
+    """A scalar field factorised: each row's code (-1 unknown), and each distinct value as
+    its :func:`~crmhub.dedupe.blocking.key_digest` (the form term-frequency tables hold);
+    cached per frame, like the comparisons' codes."""
+    column = _column(frame, field)
+
+    def digests() -> npt.NDArray[np.bytes_]:
+        return np.array([key_digest(v) for v in column.values.tolist()], dtype="S20")
+
+    return column.codes, _cached(frame, "digest", field, digests)

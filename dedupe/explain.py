@@ -1,10 +1,12 @@
 """Why two records do or do not match: the waterfall of one pair, as plain data.
 
 Starting from the prior (how likely any candidate pair is a match), each field adds its
-weight, ``log2(m / u)`` of the level the pair reached on it; the total weight gives the
-probability. Stewards see exactly the arithmetic the matcher did, field by field, so a
-suggestion can be judged on its evidence (the review screens and ``crmhub review`` render
-this).
+weight, ``log2(m / u)`` of the level the pair reached on it (for a common value, such as the
+surname "smith", less: the term-frequency adjustment, shown on its own too); a model with a
+household class then takes back what the pair's agreement says only about living together
+(the household step, 0 for a model without one); the total weight gives the probability.
+Stewards see exactly the arithmetic the matcher did, field by field, so a suggestion can be
+judged on its evidence (the review screens and ``crmhub review`` render this).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class FieldEvidence:
     label: str
     weight: float
     cumulative: float  # the running total after this field
+    adjustment: float = 0.0  # of ``weight``, the term-frequency adjustment
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class PairExplanation:
     fields: tuple[FieldEvidence, ...]
     total_weight: float
     probability: float
+    household_weight: float = 0.0  # after the fields: <= 0, see :mod:`crmhub.dedupe.model`
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form for the API and the CLI."""
@@ -54,6 +58,7 @@ class PairExplanation:
             "right_id": self.right_id,
             "prior_weight": self.prior_weight,
             "fields": [vars(f) for f in self.fields],
+            "household_weight": self.household_weight,
             "total_weight": self.total_weight,
             "probability": self.probability,
         }
@@ -76,6 +81,8 @@ def explain_pair(
     left = np.array([left_row], dtype=np.int64)
     right = np.array([right_row], dtype=np.int64)
     levels = compare(frame, left, right, comparisons)
+    weights = model.field_weights(levels)
+    plain = {name: params.weights for name, params in model.fields.items()}
     prior_weight = math.log2(model.prior / (1.0 - model.prior))
     running = prior_weight
     steps: list[FieldEvidence] = []
@@ -83,7 +90,7 @@ def explain_pair(
         if comparison.name not in model.fields:
             continue
         level = int(levels[comparison.name][0])
-        weight = float(model.fields[comparison.name].weights[level])
+        weight = float(weights[comparison.name][0])
         running += weight
         steps.append(
             FieldEvidence(
@@ -94,9 +101,11 @@ def explain_pair(
                 label=comparison.levels[level],
                 weight=weight,
                 cumulative=running,
+                adjustment=weight - float(plain[comparison.name][level]),
             )
         )
-    total = running - prior_weight
+    household = float(model.household_weight(levels)[0])
+    total = running + household - prior_weight
     probability = float(model.probability_of_weight(np.array([total]))[0])
     return PairExplanation(
         left_id=int(frame.ids[left_row]),
@@ -105,4 +114,5 @@ def explain_pair(
         fields=tuple(steps),
         total_weight=total,
         probability=probability,
+        household_weight=household,
     )

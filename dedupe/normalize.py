@@ -30,7 +30,8 @@ from crmhub.normalize import is_junk
 
 __all__ = [
     "JUNK_EMAILS", "JUNK_EMAIL_DOMAINS", "JUNK_EMAIL_LOCALS", "company_key", "email_key",
-    "first_root", "fold", "match_frame", "name_key", "phone_key", "phonetic", "postcode_key",
+    "first_root", "fold", "match_frame", "name_key", "nickname_canonicals", "phone_key",
+    "phonetic", "postcode_key",
 ]  # fmt: skip
 
 _T = TypeVar("_T", bound=Hashable)
@@ -272,6 +273,16 @@ def _next_root(name: str) -> str:
     group = own | {name}
     # The canonical sharing most of this name's group, then the fullest, then alphabetical.
     return min(candidates, key=lambda c: (-len(nicks[c] & group), -len(nicks[c]), c))
+
+
+def nickname_canonicals(first_name_key: str) -> frozenset[str]:
+    """Every name the ``nicknames`` table lists ``first_name_key`` as a nickname of
+    (``"tony"`` -> anthony, antonia, antonio, ...); empty for names it does not know.
+
+    Unlike :func:`first_root`, which must pick one, this keeps every reading: two names are
+    related when one is among the other's canonicals, or they share one.
+    """
+    return frozenset(_nickname_tables()[1].get(first_name_key, ()))
 
 
 @lru_cache(maxsize=100_000)

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from crmhub.config import DedupeSettings
 from crmhub.dedupe.blocking import DEFAULT_RULES, BlockingReport, BlockingRule, block
 from crmhub.dedupe.cluster import ClusterReport, cluster
-from crmhub.dedupe.compare import DEFAULT_COMPARISONS, Comparison, compare
+from crmhub.dedupe.compare import DEFAULT_COMPARISONS, Comparison, PairLevels, compare
 from crmhub.dedupe.frame import MatchFrame
 from crmhub.dedupe.model import FellegiSunter
 from crmhub.dedupe.normalize import match_frame
@@ -90,15 +90,34 @@ class ScoredPairs:
     def __len__(self) -> int:
         return len(self.left)
 
+    def parts(
+        self, model: FellegiSunter, index: npt.ArrayLike
+    ) -> tuple[dict[str, FloatArray], FloatArray | None]:
+        """The parts of the match weight of the pairs at ``index``: each field's weight (term
+        frequencies included) and the household term (None without a household class).
+        They add up to ``weight``."""
+        levels = _take(self.levels, np.asarray(index))
+        household = model.household_weight(levels) if model.has_households else None
+        return model.field_weights(levels), household
+
     def select(self, mask: npt.NDArray[np.bool_]) -> ScoredPairs:
         """The pairs where ``mask`` holds."""
         return ScoredPairs(
             self.left[mask],
             self.right[mask],
-            {name: level[mask] for name, level in self.levels.items()},
+            _take(self.levels, mask),
             self.weight[mask],
             self.probability[mask],
         )
+
+
+def _take(
+    levels: Mapping[str, npt.NDArray[np.int8]], index: npt.NDArray[np.generic]
+) -> dict[str, npt.NDArray[np.int8]]:
+    """The levels of the pairs at ``index``, keeping what term frequencies need."""
+    if isinstance(levels, PairLevels):
+        return levels.take(index)
+    return {name: level[index] for name, level in levels.items()}
 
 
 @dataclass

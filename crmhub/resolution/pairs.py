@@ -27,7 +27,7 @@ from crmhub.store.schema import match_pairs
 __all__ = [
     "DECIDED",
     "StoredPairs",
-    "comparison_of",
+    "comparisons_of",
     "linked_neighbours",
     "pairs_among",
     "set_statuses",
@@ -55,13 +55,23 @@ class StoredPairs:
         return len(self.ids)
 
 
-def comparison_of(scored: ScoredPairs, model: FellegiSunter, index: int) -> dict[str, list[float]]:
-    """Per field ``[level, weight]`` of one scored pair, as stored with it."""
-    return {
-        name: [int(levels[index]), round(float(model.fields[name].weights[levels[index]]), 4)]
-        for name, levels in scored.levels.items()
-        if name in model.fields
-    }
+def comparisons_of(
+    scored: ScoredPairs, model: FellegiSunter, index: npt.ArrayLike
+) -> list[dict[str, list[float]]]:
+    """Per field ``[level, weight]`` of each pair at ``index``, as stored with it; the
+    weights (term frequencies included) and the household term, ``"household": [0,
+    weight]`` when the model has one, add up to the pair's match weight."""
+    at = np.asarray(index, dtype=np.intp)
+    weights, household_term = scored.parts(model, at)
+    columns = {name: (scored.levels[name][at].tolist(), w.tolist()) for name, w in weights.items()}
+    household = None if household_term is None else household_term.tolist()
+    out: list[dict[str, list[float]]] = []
+    for i in range(len(at)):
+        entry = {name: [int(lv[i]), round(float(w[i]), 4)] for name, (lv, w) in columns.items()}
+        if household is not None:
+            entry["household"] = [0, round(float(household[i]), 4)]
+        out.append(entry)
+    return out
 
 
 def _existing(
@@ -106,13 +116,16 @@ def store_scored(
     fresh: list[dict[str, Any]] = []
     refreshed: list[dict[str, Any]] = []
     seen: set[tuple[int, int]] = set()
-    for index, a, b in zip(keep.tolist(), left_ids.tolist(), right_ids.tolist(), strict=True):
+    explained = comparisons_of(scored, model, keep)
+    for index, comparison, a, b in zip(
+        keep.tolist(), explained, left_ids.tolist(), right_ids.tolist(), strict=True
+    ):
         a, b = min(a, b), max(a, b)
         seen.add((a, b))
         values = {
             "probability": float(scored.probability[index]),
             "weight": float(scored.weight[index]),
-            "comparison": comparison_of(scored, model, index),
+            "comparison": comparison,
             "model_version": model_version,
             "left_hash": hashes.get(a),
             "right_hash": hashes.get(b),

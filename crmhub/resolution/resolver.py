@@ -122,7 +122,7 @@ class Resolver:
         with self.engine.connect() as conn:
             waiting = len(pending_ids(conn))
             live = count_live(conn)
-            model = active_model(conn)
+            model = self._active(conn)
         if not waiting:
             return ResolveReport(mode="none", seconds=time.perf_counter() - started)
         if (model is None and live >= MIN_OWN_MODEL_RECORDS) or waiting >= FULL_PASS_SHARE * live:
@@ -197,7 +197,20 @@ class Resolver:
 
     def model(self, conn: Connection) -> StoredModel:
         """The active model, or the built-in one."""
-        return active_model(conn) or builtin_model()
+        return self._active(conn) or builtin_model()
+
+    def _active(self, conn: Connection) -> StoredModel | None:
+        """The active model if it scores the configured comparisons; None otherwise (a model
+        trained before the comparisons changed cannot score them: the next run trains again,
+        and the built-in model stands in until then)."""
+        stored = active_model(conn)
+        if stored is None:
+            return None
+        wanted = {comparison.name for comparison in self.settings.comparisons}
+        if set(stored.model.fields) != wanted:
+            log.warning("dedupe.model_outdated", version=stored.version)
+            return None
+        return stored
 
     # ------------------------------------------------------------------ incremental
     def _step(self, conn: Connection, waiting: list[int], report: ResolveReport) -> None:

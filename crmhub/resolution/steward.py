@@ -22,7 +22,7 @@ from crmhub import audit
 from crmhub.dedupe.normalize import match_frame
 from crmhub.dedupe.pipeline import score_pairs
 from crmhub.errors import DedupeError
-from crmhub.resolution.pairs import DECIDED, comparison_of
+from crmhub.resolution.pairs import DECIDED, comparisons_of
 from crmhub.resolution.records import load_records, persons
 from crmhub.resolution.resolver import Resolver
 from crmhub.store.dialect import lock_hub
@@ -279,6 +279,7 @@ class Steward:
             self.resolver.settings.comparisons,
         )
         changes: list[list[Any]] = []
+        explained = comparisons_of(scored, stored.model, range(len(wanted)))
         for index, (a, b, status) in enumerate(wanted):
             result = conn.execute(
                 insert(match_pairs).values(
@@ -286,7 +287,7 @@ class Steward:
                     right_id=b,
                     probability=float(scored.probability[index]),
                     weight=float(scored.weight[index]),
-                    comparison=comparison_of(scored, stored.model, index),
+                    comparison=explained[index],
                     status=status,
                     model_version=stored.version,
                     left_hash=records[a].content_hash,

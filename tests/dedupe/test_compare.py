@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rapidfuzz.distance import JaroWinkler, Levenshtein
+from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 
 from crmhub.dedupe import compare as compare_module
 from crmhub.dedupe.compare import (
     BUILTIN_COMPARATORS,
     DEFAULT_COMPARISONS,
     Comparison,
+    PairLevels,
+    address_comparison,
     compare,
     date_comparison,
     exact,
@@ -28,8 +30,10 @@ from crmhub.dedupe.compare import (
     levenshtein,
     name_comparison,
     set_comparison,
+    surname_comparison,
 )
 from crmhub.dedupe.frame import MULTI_FIELDS, MatchFrame
+from crmhub.dedupe.normalize import nickname_canonicals
 from crmhub.hookspecs import hookimpl
 from crmhub.plugins import Plugins
 
@@ -112,10 +116,96 @@ def test_name_levels_rank_initial_below_nickname_below_spelling() -> None:
     left = np.arange(0, len(flat), 2)
     labels = [comparison.levels[i] for i in comparison.compute(frame, left, left + 1)]
     assert labels == [
-        "exact", "jw>=0.88", "nickname_root", "initial", "initial", "different", "different",
-        "null",
+        "exact", "jw>=0.88", "nickname", "initial", "initial", "different", "different", "null",
     ]  # fmt: skip
-    assert comparison.levels.index("nickname_root") < comparison.levels.index("jw>=0.88")
+    assert comparison.levels.index("initial") < comparison.levels.index("typo")
+    assert comparison.levels.index("nickname") < comparison.levels.index("jw>=0.88")
+
+
+def _name_frame(pairs: list[tuple[tuple[Any, Any], tuple[Any, Any]]]) -> MatchFrame:
+    """A frame of (first, last) names, two rows per pair, with roots and initials as
+    match_frame derives them."""
+    from crmhub.dedupe.normalize import first_root
+
+    people = [person for pair in pairs for person in pair]
+    firsts = [first for first, _ in people]
+    return frame_of(
+        first_name=firsts,
+        last_name=[last for _, last in people],
+        first_root=[first_root(f) if f else None for f in firsts],
+        first_initial=[f[0] if f else None for f in firsts],
+    )
+
+
+def test_name_levels_catch_short_typos_and_nicknames_the_root_misses() -> None:
+    pairs = [
+        (("lea", "x"), ("lae", "y")),  # one transposition: Jaro-Winkler is below 0.88
+        (("sean", "x"), ("swan", "y")),  # one substitution on a short name
+        (("tony", "x"), ("anthony", "y")),  # the table knows tony as anthony's nickname
+        (("rick", "x"), ("richard", "y")),
+        (("jo", "x"), ("ja", "y")),  # too short for a typo
+        (("anna", "x"), ("maria", "y")),
+    ]
+    frame = _name_frame(pairs)
+    comparison = name_comparison()
+    left = np.arange(0, 2 * len(pairs), 2)
+    labels = [comparison.levels[i] for i in comparison.compute(frame, left, left + 1)]
+    assert labels == ["typo", "typo", "nickname", "nickname", "different", "different"]
+
+
+def test_swapped_names_are_one_level_of_the_first_name_and_null_for_the_surname() -> None:
+    pairs = [
+        (("john", "smith"), ("smith", "john")),  # entered the wrong way round
+        (("wilson", "sarah"), ("sarah", None)),  # swapped, the surname missing on one side
+        (("johnny", "smith"), ("smith", "john")),  # swapped, and a nickname
+        (("john", "smith"), ("smith", "jones")),  # one crosswise match is not a swap
+        (("smith", "smith"), ("smith", "smith")),  # equal names are exact, not swapped
+    ]
+    frame = _name_frame(pairs)
+    left = np.arange(0, 2 * len(pairs), 2)
+    levels = compare(frame, left, left + 1, (name_comparison(), surname_comparison()))
+    first = [name_comparison().levels[i] for i in levels["first_name"]]
+    last = [surname_comparison().levels[i] for i in levels["last_name"]]
+    assert first == ["swapped", "swapped", "swapped", "different", "exact"]
+    assert last == ["null", "null", "null", "else", "exact"]
+
+
+def test_address_levels_go_by_the_finest_part_known_on_both_sides() -> None:
+    rows = [  # (street, postcode, city) of each side
+        (("12 high st", "LS11AA", "leeds"), ("12 high st", "LS11AA", "leeds")),
+        (("12 high st", None, "leeds"), ("12 high st", "LS11AA", "leeds")),
+        (("12 high street", "LS11AA", "leeds"), ("12 hihg street", "LS11AA", "leeds")),
+        (("12 high st", "LS11AA", "leeds"), ("14 high st", "LS11AA", "leeds")),  # neighbours
+        ((None, "LS11AA", "leeds"), ("14 high st", "LS11AA", "leeds")),
+        (("12 high st", "LS11AA", "leeds"), ("9 low rd", "LS29ZZ", "leeds")),
+        ((None, None, "leeds"), ("9 low rd", "LS29ZZ", "leeds")),
+        (("12 high st", "LS11AA", "leeds"), ("12 high st", "M11AA", "manchester")),
+        (("12 high st", None, "leeds"), ("12 high st", None, "york")),  # another town
+        (("12 high st", None, None), (None, "LS11AA", None)),  # nothing comparable
+    ]
+    flat = [side for pair in rows for side in pair]
+    frame = frame_of(
+        street=[s for s, _, _ in flat], postcode=[p for _, p, _ in flat], city=[c for *_, c in flat]
+    )
+    comparison = address_comparison()
+    left = np.arange(0, len(flat), 2)
+    labels = [comparison.levels[i] for i in comparison.compute(frame, left, left + 1)]
+    assert labels == [
+        "exact", "exact", "street_close", "postcode_neighbour", "postcode", "city_moved",
+        "city", "different", "different", "null",
+    ]  # fmt: skip
+
+
+def test_compare_remembers_the_rows_for_term_frequency_look_ups() -> None:
+    frame = synthetic_frame(3000, seed=2)
+    levels = compare(frame, [5, 7], [9, 2])
+    assert isinstance(levels, PairLevels) and isinstance(levels, dict)
+    # A few pairs on a large frame are compared on a frame of just their rows: the rows
+    # remembered are that frame's, and read the same values.
+    assert levels.frame is not None and levels.left is not None and levels.right is not None
+    names = levels.frame.scalar("last_name")
+    assert names[levels.left].tolist() == frame.scalar("last_name")[[5, 7]].tolist()
+    assert names[levels.right].tolist() == frame.scalar("last_name")[[9, 2]].tolist()
 
 
 def test_date_levels_find_transposed_and_one_digit_off() -> None:
@@ -233,29 +323,92 @@ def test_a_plugin_comparator_is_listed_next_to_the_built_ins() -> None:
 _DATE = re.compile(r"([0-9]{4})(?:-([0-9]{2})-([0-9]{2}))?")
 
 
+def _close_names(first: str, last: str) -> bool:
+    """A first name and a last name that are nearly the same (for a swap with a slip)."""
+    initial = 1 in (len(first), len(last)) and first[0] == last[0]
+    return JaroWinkler.normalized_similarity(first, last) >= 0.85 or initial
+
+
+def reference_swapped(frame: MatchFrame, i: int, j: int) -> bool:
+    """Whether rows i and j have their names crosswise, the slow, obvious way."""
+    firsts, lasts = frame.scalar("first_name"), frame.scalar("last_name")
+    fi, fj, li, lj = firsts[i] or None, firsts[j] or None, lasts[i] or None, lasts[j] or None
+    if fi is None or fj is None:
+        return False
+    ij, ji = fi == lj, fj == li
+    if ij and ji:
+        return True
+    if not (ij or ji):
+        return False
+    first, last = (fj, li) if ij else (fi, lj)
+    return first is None or last is None or _close_names(first, last)
+
+
+def reference_name_level(frame: MatchFrame, i: int, j: int, a: str, b: str) -> int:
+    """The first-name level of a pair with two different known names."""
+    if reference_swapped(frame, i, j):
+        return 6
+    if JaroWinkler.normalized_similarity(a, b) >= 0.88:
+        return 5
+    single = 1 in (len(a), len(b))
+    roots = frame.scalar("first_root")
+    related = {a, *nickname_canonicals(a)} & {b, *nickname_canonicals(b)}
+    if (roots[i] and roots[i] == roots[j]) or (related and not single):
+        return 4
+    if not single and min(len(a), len(b)) >= 3 and OSA.distance(a, b) <= 1:
+        return 3
+    initials = frame.scalar("first_initial")
+    return 2 if single and initials[i] and initials[i] == initials[j] else 1
+
+
+def reference_address_level(frame: MatchFrame, i: int, j: int) -> int:
+    """The address level of a pair, the slow, obvious way."""
+    street, postcode, city = (
+        (frame.scalar(name)[i] or None, frame.scalar(name)[j] or None)
+        for name in ("street", "postcode", "city")
+    )
+    known = [a is not None and b is not None for a, b in (street, postcode, city)]
+    if not any(known):
+        return 0
+    level = 1
+    near_city = known[2] and JaroWinkler.normalized_similarity(*city) >= 0.92
+    if near_city:
+        level = 3 if not (known[0] or known[1]) else 2
+    if known[1] and postcode[0] == postcode[1]:
+        level = 4 if known[0] else 5
+    elsewhere = postcode[0] != postcode[1] if known[1] else known[2] and not near_city
+    if known[0] and not elsewhere:
+        a, b = street
+        numbers = ["".join(ch for ch in s if ch.isdigit()) for s in (a, b)]
+        if a == b:
+            level = 7
+        elif numbers[0] == numbers[1] and Levenshtein.distance(a, b) <= 2:
+            level = 6
+    return level
+
+
 def reference_level(comparison: Comparison, frame: MatchFrame, i: int, j: int) -> int:
     """The level of one pair, computed the slow, obvious way."""
     top = len(comparison.levels) - 1
     if comparison.levels[1] == "disjoint":
         a, b = ({v for v in frame.multi(comparison.field)[k] if v} for k in (i, j))
         return 0 if not (a and b) else 2 if a & b else 1
+    kind = comparison.kernel.__name__
+    if kind == "_address_kernel":
+        return reference_address_level(frame, i, j)
     a, b = frame.scalar(comparison.field)[i], frame.scalar(comparison.field)[j]
     if not a or not b:
         return 0
     if a == b:
         return top
-    kind = comparison.kernel.__name__
-    if kind == "_jw_kernel":
+    if kind == "_surname_kernel" and reference_swapped(frame, i, j):
+        return 0
+    if kind in ("_jw_kernel", "_surname_kernel"):
         return 1 + sum(JaroWinkler.normalized_similarity(a, b) >= t for t in comparison.params)
     if kind == "_lev_kernel":
         return 1 + sum(Levenshtein.distance(a, b) <= t for t in comparison.params)
     if kind == "_name_kernel":
-        if JaroWinkler.normalized_similarity(a, b) >= 0.88:
-            return 4
-        roots, initials = frame.scalar("first_root"), frame.scalar("first_initial")
-        if roots[i] and roots[i] == roots[j]:
-            return 3
-        return 2 if 1 in (len(a), len(b)) and initials[i] and initials[i] == initials[j] else 1
+        return reference_name_level(frame, i, j, a, b)
     if kind == "_date_kernel":
         if Levenshtein.distance(a, b) == 1:
             return 4

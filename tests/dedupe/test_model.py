@@ -1,12 +1,19 @@
-"""Fellegi-Sunter: weights and probabilities behave, and EM recovers the parameters of data
-simulated from a known model."""
+"""Fellegi-Sunter: weights and probabilities behave, EM recovers the parameters of data
+simulated from a known model (the household class too), term frequencies adjust weights, and
+models survive storage."""
 
 from __future__ import annotations
+
+import copy
+import json
 
 import numpy as np
 import pytest
 
-from crmhub.dedupe.model import FellegiSunter
+from crmhub.dedupe.blocking import key_digest
+from crmhub.dedupe.compare import compare, exact
+from crmhub.dedupe.frame import MatchFrame
+from crmhub.dedupe.model import FellegiSunter, FieldParams, TermFrequencies
 from crmhub.errors import DedupeError
 
 TRUE_M = {
@@ -119,3 +126,180 @@ def test_fitting_on_no_pairs_changes_nothing() -> None:
     before = model.to_json()
     report = model.fit_em({name: np.empty(0, dtype=np.int8) for name in TRUE_M})
     assert report.pairs == 0 and model.to_json() == before
+
+
+# --- term frequencies ----------------------------------------------------------------------
+
+
+def _surname_frame() -> MatchFrame:
+    """100 Smiths, 6 Joneses, and 20 people with names of their own (one record each)."""
+    names = ["smith"] * 100 + ["jones"] * 6 + [f"rare{i:02d}" for i in range(20)]
+    column = np.empty(len(names), dtype=object)
+    column[:] = names
+    return MatchFrame(np.arange(len(names), dtype=np.int64), {"last_name": column}, {})
+
+
+def test_a_term_frequency_table_keeps_common_values_by_digest_only() -> None:
+    frame = _surname_frame()
+    table = TermFrequencies.count(frame, "last_name", (3,), min_count=5)
+    assert sorted(table.digests.tolist()) == sorted(
+        key_digest(v).encode() for v in ("smith", "jones")
+    )
+    assert table.total == 126 and sorted(table.counts.tolist()) == [6, 100]
+    assert table.rare == pytest.approx(1 / 126)  # the 20 left out are seen once each
+    lookup = np.array([key_digest(v).encode() for v in ("smith", "jones", "never")], "S20")
+    assert table.frequencies(lookup).tolist() == pytest.approx([100 / 126, 6 / 126, 1 / 126])
+    stored = json.dumps(table.to_json())
+    assert "smith" not in stored and "jones" not in stored and "rare" not in stored[:-30]
+    again = TermFrequencies.from_json(json.loads(stored))
+    assert again.frequencies(lookup).tolist() == table.frequencies(lookup).tolist()
+    capped = TermFrequencies.count(frame, "last_name", (3,), min_count=5, max_values=1)
+    assert capped.counts.tolist() == [100]
+
+
+def test_term_frequencies_weaken_a_common_value_and_strengthen_a_rare_one() -> None:
+    frame = _surname_frame()
+    comparison = exact("last_name", "last_name")
+    model = FellegiSunter(
+        {"last_name": FieldParams(m=np.array([1.0, 0.05, 0.95]), u=np.array([1.0, 0.4, 0.6]))}
+    )
+    model.tf["last_name"] = TermFrequencies.count(frame, "last_name", (2,), min_count=5)
+    left, right = np.array([0, 100, 0, 106]), np.array([1, 101, 106, 107])  # smith, jones, ...
+    levels = compare(frame, left, right, (comparison,))
+    assert levels["last_name"].tolist() == [2, 2, 1, 1]
+    weights = model.match_weight(levels)
+    smith, jones = np.log2(0.95 / (100 / 126)), np.log2(0.95 / (6 / 126))
+    assert weights[:2].tolist() == pytest.approx([smith, jones])
+    assert weights[2] == weights[3] == pytest.approx(np.log2(0.05 / 0.4))  # no adjustment
+    # Levels built by hand carry no rows to look values up: plain weights.
+    plain = model.match_weight({"last_name": levels["last_name"]})
+    assert plain[0] == pytest.approx(np.log2(0.95 / 0.6))
+
+
+def test_levels_of_other_comparisons_ask_for_a_new_model() -> None:
+    model = _model()
+    with pytest.raises(DedupeError, match="train it again"):
+        model.match_weight({"first_name": np.ones(1, dtype=np.int8)})
+
+
+# --- households ----------------------------------------------------------------------------
+
+# Three classes: matches agree on everything, family members on surname and address only,
+# strangers on nothing. Levels 1..2: different, same.
+CLASSES = {
+    "match": {"first_name": [0.05, 0.95], "last_name": [0.05, 0.95], "address": [0.2, 0.8],
+              "phone": [0.2, 0.8], "birth_date": [0.02, 0.98]},
+    "household": {"first_name": [0.98, 0.02], "last_name": [0.05, 0.95], "address": [0.1, 0.9],
+                  "phone": [0.6, 0.4], "birth_date": [0.97, 0.03]},
+    "stranger": {"first_name": [0.99, 0.01], "last_name": [0.99, 0.01],
+                 "address": [0.999, 0.001], "phone": [0.9999, 0.0001], "birth_date": [0.99, 0.01]},
+}  # fmt: skip
+
+
+def _three_classes(pairs: int, shares: tuple[float, float], seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    kind = rng.choice(3, size=pairs, p=[shares[0], shares[1], 1 - sum(shares)])
+    levels = {}
+    for name in CLASSES["match"]:
+        column = np.zeros(pairs, dtype=np.int8)
+        for index, params in enumerate(CLASSES.values()):
+            rows = kind == index
+            column[rows] = rng.choice(2, size=rows.sum(), p=params[name]) + 1
+        levels[name] = column
+    return levels
+
+
+def _household_model() -> FellegiSunter:
+    fields = {
+        name: FieldParams(
+            m=np.r_[1.0, CLASSES["match"][name]],
+            u=np.r_[1.0, CLASSES["stranger"][name]],
+            h=np.r_[1.0, CLASSES["household"][name]],
+        )
+        for name in CLASSES["match"]
+    }
+    return FellegiSunter(fields, prior=1e-4, household_prior=1e-4)
+
+
+def test_the_household_class_takes_back_what_a_family_shares() -> None:
+    model = _household_model()
+    # A family (another first name and birth date; surname, address and landline shared),
+    # a duplicate, and two strangers who share a first name.
+    patterns = {
+        "first_name": [1, 2, 2], "last_name": [2, 2, 1], "address": [2, 2, 1], "phone": [2, 2, 1],
+        "birth_date": [1, 2, 0],
+    }  # fmt: skip
+    levels = {name: np.array(column, np.int8) for name, column in patterns.items()}
+    household = model.household_weight(levels)
+    assert household[0] < -8 and household[2] == pytest.approx(0.0, abs=1e-3)
+    family, duplicate, _ = model.probability(levels)
+    assert family < 0.01 and duplicate > 0.99
+    alone = copy.deepcopy(model)
+    alone.drop_households()
+    assert not alone.has_households and alone.household_weight(levels).tolist() == [0.0] * 3
+    assert alone.probability(levels)[0] > 0.9  # without the class, the family would merge
+    again = FellegiSunter.from_json(json.loads(json.dumps(model.to_json())))
+    assert again.household_prior == model.household_prior
+    assert np.allclose(again.probability(levels), model.probability(levels))
+
+
+def test_em_recovers_how_family_members_compare() -> None:
+    model = _household_model()
+    truth = {name: params.h.copy() for name, params in model.fields.items()}  # type: ignore[union-attr]
+    for params in model.fields.values():
+        params.h = None
+    # Pairs blocked on surname and address: matches and family members.
+    blocked = _three_classes(100_000, (0.3, 0.7), seed=6)
+    report = model.fit_household(blocked, exclude=frozenset({"last_name"}))
+    assert report.converged and report.matches == pytest.approx(30_000, rel=0.05)
+    for name in ("first_name", "address", "phone", "birth_date"):
+        assert model.fields[name].h == pytest.approx(truth[name], abs=0.02), name
+    # Nothing is learnt about the blocking field: family members agree on it as matches do.
+    assert model.fields["last_name"].h.tolist() == model.fields["last_name"].m.tolist()  # type: ignore[union-attr]
+
+
+def test_the_priors_fit_both_classes_over_candidate_pairs() -> None:
+    model = _household_model()
+    # All pairs are candidates here: the priors are the shares of the classes among them.
+    candidates = _three_classes(50_000, (0.2, 0.3), seed=8)
+    model.fit_prior(candidates, 50_000)
+    assert model.prior == pytest.approx(0.2, rel=0.05)
+    assert model.household_prior == pytest.approx(0.3, rel=0.05)
+
+
+# --- u, and the order of similarity bands ---------------------------------------------------
+
+
+def test_u_leaves_out_the_matches_among_random_pairs() -> None:
+    model = _model()
+    for name, m in TRUE_M.items():
+        model.fields[name].m = np.r_[1.0, m]
+    # Random pairs with more matches than real data has, so that they show in the counts.
+    random_levels, _ = _simulate(400_000, prior=0.01, seed=9)
+    model.fit_u(random_levels)
+    inflated = model.fields["email"].u[2]
+    model.fit_u(random_levels, match_share=0.01)
+    assert inflated > TRUE_U["email"][1] * 1.5
+    assert model.fields["email"].u[2] == pytest.approx(TRUE_U["email"][1], rel=0.1)
+
+
+def test_nested_bands_keep_their_weights_in_order() -> None:
+    model = FellegiSunter(
+        {
+            "city": FieldParams(
+                m=np.array([1.0, 0.03, 1e-6, 0.0, 0.97]),  # two bands no match reached
+                u=np.array([1.0, 0.98, 1e-4, 1e-4, 0.02]),
+            )
+        }
+    )
+    model.make_monotone(["city"])
+    weights = model.fields["city"].weights
+    assert np.all(np.diff(weights[1:]) >= -1e-9)
+    assert model.fields["city"].m[1:].sum() == pytest.approx(1.0)
+
+
+def test_a_model_saved_before_households_and_term_frequencies_still_loads() -> None:
+    old = {"prior": 0.001, "fields": {"email": {"m": [1.0, 0.3, 0.7], "u": [1.0, 0.99, 0.01]}}}
+    model = FellegiSunter.from_json(old)
+    assert not model.has_households and model.tf == {}
+    assert model.probability({"email": np.array([2], np.int8)})[0] > 0.001

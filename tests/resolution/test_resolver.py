@@ -143,6 +143,36 @@ def test_a_hub_with_enough_records_trains_and_stores_its_own_model(
     assert again.mode == "incremental" and not again.trained and again.model_version == 1
 
 
+def test_a_model_trained_on_other_comparisons_is_trained_again(
+    engine: Engine, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resolver_module, "MIN_OWN_MODEL_RECORDS", 100)
+    store_people(engine, world[:300])
+    Resolver(engine).resolve()
+    with engine.begin() as conn:  # as a model saved before "address" replaced "postcode"
+        params = conn.execute(select(dedupe_models.c.params)).scalar_one()
+        params["fields"]["postcode"] = params["fields"].pop("address")
+        conn.execute(dedupe_models.update().values(params=params))
+    store_people(engine, world[300:320])
+    report = Resolver(engine).resolve()
+    assert report.trained and report.model_version == 2  # not a crash on the missing field
+
+
+def test_stored_explanations_add_up_to_the_match_weight(
+    engine: Engine, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resolver_module, "MIN_OWN_MODEL_RECORDS", 100)
+    store_people(engine, world[:400])
+    Resolver(engine).resolve()
+    p = match_pairs.c
+    with engine.connect() as conn:
+        stored = conn.execute(select(p.weight, p.comparison)).all()
+    assert stored
+    for weight, comparison in stored:
+        # Term frequencies and the household term included: each part is its own weight.
+        assert sum(part for _, part in comparison.values()) == pytest.approx(weight, abs=1e-2)
+
+
 def test_source_priority_decides_golden_values(engine: Engine, world: World) -> None:
     store_people(engine, world[:200])
     Resolver(engine).resolve()
