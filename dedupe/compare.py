@@ -21,12 +21,10 @@ rows they were computed on, so a model can look up term frequencies of the compa
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from functools import cached_property
-from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -35,7 +33,7 @@ from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 from rapidfuzz.process import cpdist
 
 from crmhub.dedupe.blocking import key_digest
-from crmhub.dedupe.frame import MatchFrame
+from crmhub.dedupe.frame import MatchFrame, factorise_sets
 from crmhub.hookspecs import hookimpl
 
 __all__ = [
@@ -131,22 +129,9 @@ class PairLevels(dict[str, LevelArray]):
         )
 
 
-_CACHE: dict[int, dict[tuple[str, str], Any]] = {}
-
-
 def _cached(frame: MatchFrame, kind: str, name: str, build: Callable[[], Any]) -> Any:
-    """``build()`` once per frame and field; dropped when the frame is collected."""
-    key = id(frame)
-    entry = _CACHE.get(key)
-    if entry is None:
-        try:
-            weakref.finalize(frame, _CACHE.pop, key, None)
-        except TypeError:  # not weak-referenceable: no caching, still correct
-            return build()
-        entry = _CACHE[key] = {}
-    if (kind, name) not in entry:
-        entry[(kind, name)] = build()
-    return entry[(kind, name)]
+    """``build()`` once per frame and field (see :meth:`MatchFrame.cached`)."""
+    return frame.cached(kind, name, build)
 
 
 def _bit(char: str) -> int:
@@ -161,15 +146,9 @@ def _bit(char: str) -> int:
 class _Column:
     """A scalar field as integer codes (-1 unknown) over its distinct values."""
 
-    def __init__(self, column: npt.NDArray[np.object_]) -> None:
-        index: dict[str, int] = {}
-        self.codes: Codes = np.fromiter(
-            (index.setdefault(v, len(index)) if v else -1 for v in column),
-            dtype=np.int32,
-            count=len(column),
-        )
-        self.values = np.empty(len(index), dtype=object)
-        self.values[:] = list(index)
+    def __init__(self, codes: Codes, values: npt.NDArray[np.object_]) -> None:
+        self.codes = codes
+        self.values = values
 
     @cached_property
     def index(self) -> dict[str, int]:
@@ -195,7 +174,7 @@ class _Column:
 
 
 def _column(frame: MatchFrame, name: str) -> _Column:
-    column: _Column = _cached(frame, "scalar", name, lambda: _Column(frame.scalar(name)))
+    column: _Column = _cached(frame, "scalar", name, lambda: _Column(*frame.codes(name)))
     return column
 
 
@@ -303,7 +282,8 @@ def _nickname_groups(values: npt.NDArray[np.object_]) -> _Sets:
     "anthony", "rick" and "richard", or two nicknames of one name)."""
     from crmhub.dedupe.normalize import nickname_canonicals  # the table loads on first use
 
-    return _Sets([(v, *sorted(nickname_canonicals(v))) for v in values.tolist()])
+    groups = [(v, *sorted(nickname_canonicals(v))) for v in values.tolist()]
+    return _Sets(*factorise_sets(groups), len(groups))
 
 
 def _swapped(frame: MatchFrame, left: Rows, right: Rows) -> npt.NDArray[np.bool_]:
@@ -468,20 +448,10 @@ def _date_kernel(c: Comparison, frame: MatchFrame, left: Rows, right: Rows) -> L
 class _Sets:
     """A multi-valued field as sorted ``row * width + code`` keys, one per distinct value."""
 
-    def __init__(self, column: list[tuple[str, ...]]) -> None:
-        index: dict[str, int] = {}
-        counts = np.fromiter(map(len, column), dtype=np.int64, count=len(column))
-        codes = np.fromiter(
-            (index.setdefault(v, len(index)) if v else -1 for v in chain.from_iterable(column)),
-            dtype=np.int64,
-            count=int(counts.sum()),
-        )
-        self.width = max(len(index), 1)
-        rows = np.repeat(np.arange(len(column), dtype=np.int64), counts)
-        keys = np.sort(rows[codes >= 0] * self.width + codes[codes >= 0])
-        self.keys = keys[np.diff(keys, prepend=-1) != 0]  # sorted, each (row, value) once
+    def __init__(self, keys: npt.NDArray[np.int64], width: int, size: int) -> None:
+        self.keys, self.width = keys, width  # sorted, each (row, value) once
         rows, codes = np.divmod(self.keys, self.width)
-        self.counts = np.bincount(rows, minlength=len(column)).astype(np.int32)
+        self.counts = np.bincount(rows, minlength=size).astype(np.int32)
         self.starts = np.cumsum(self.counts) - self.counts
         # A row's first two values (the first twice if it has one): pairs of rows with at most
         # two values each, nearly all, are then decided by four integer comparisons.
@@ -515,7 +485,9 @@ def _shared(sets: _Sets, left: npt.NDArray[Any], right: npt.NDArray[Any]) -> npt
 
 
 def _set_kernel(c: Comparison, frame: MatchFrame, left: Rows, right: Rows) -> LevelArray:
-    sets: _Sets = _cached(frame, "multi", c.field, lambda: _Sets(frame.multi(c.field)))
+    sets: _Sets = _cached(
+        frame, "multi", c.field, lambda: _Sets(*frame.value_codes(c.field), len(frame))
+    )
     known = (sets.counts[left] > 0) & (sets.counts[right] > 0)
     return (known.astype(np.int8) + _shared(sets, left, right)).astype(np.int8)
 
@@ -643,7 +615,7 @@ def compare(
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate comparison names: {names}")
     lrows, rrows = np.asarray(left, dtype=np.intp), np.asarray(right, dtype=np.intp)
-    if id(frame) not in _CACHE and lrows.shape == rrows.shape and len(frame) > 64 * lrows.size:
+    if not frame.cached_any() and lrows.shape == rrows.shape and len(frame) > 64 * lrows.size:
         # A few pairs (one being explained, say) on a large frame never compared before:
         # factorising just the rows they touch beats factorising whole columns.
         rows, inverse = np.unique(np.concatenate([lrows, rrows]), return_inverse=True)

@@ -35,6 +35,7 @@ class FileDedupeReport:
     unmapped: int
     clusters: int
     duplicate_rows: int  # rows in a cluster of two or more
+    unmatchable: int  # rows with no name, email, phone or identifier: each its own cluster
     pairs_written: int
     trained: bool
 
@@ -107,6 +108,7 @@ def dedupe_file(
         unmapped=len(errors),
         clusters=len(sizes),
         duplicate_rows=sum(size for size in sizes.values() if size > 1),
+        unmatchable=result.unmatchable,
         pairs_written=written,
         trained=result.training is not None,
     )

@@ -134,6 +134,12 @@ class MatchResult:
     training: TrainingReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def unmatchable(self) -> int:
+        """Records with nothing to match on (no name, email, phone or identifier): each is
+        its own customer."""
+        return int(self.frame.unmatchable().sum())
+
     def clusters(self) -> list[list[int]]:
         """Each cluster's record ids, ascending; clusters ordered by their first id."""
         ids = self.frame.ids

@@ -118,15 +118,17 @@ def test_dedupe_file_writes_clusters_and_pairs_and_keeps_bad_rows(tmp_path: Path
         for row in ROWS:
             writer.writerow([*row, ""])
         writer.writerow(["c9", "Ada", "Byron", "ada@mailbox.org", "", "not a date"])
+        writer.writerow(["c10", "", "", "", "", "1990-01-02"])  # nothing to match on
     out_dir = tmp_path / "out"
     code, out = _run(tmp_path, "dedupe", str(path), "--mapping", "people_file", "--out",
                      str(out_dir), "--region", "GB", "--json")  # fmt: skip
     assert code == 0, out
     report = json.loads(out)
-    assert report["rows"] == 6 and report["unmapped"] == 1 and report["duplicate_rows"] == 3
+    assert report["rows"] == 7 and report["unmapped"] == 1 and report["duplicate_rows"] == 3
+    assert report["unmatchable"] == 1
     with (out_dir / "clusters.csv").open() as handle:
         clusters = list(csv.DictReader(handle))
-    assert len(clusters) == 6  # every input row, the bad one included
+    assert len(clusters) == 7  # every input row, the bad one included
     by_id = {row["id"]: row for row in clusters}
     assert by_id["c1"]["cluster"] == by_id["c2"]["cluster"] == by_id["c3"]["cluster"]
     assert by_id["c4"]["cluster"] != by_id["c1"]["cluster"]

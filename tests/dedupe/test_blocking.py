@@ -73,6 +73,20 @@ def test_oversized_blocks_are_skipped_and_reported_without_their_keys() -> None:
     assert "office" not in repr(report)
 
 
+def test_a_million_identical_keys_make_one_skipped_block_not_half_a_trillion_pairs() -> None:
+    n = 1_000_000
+    frame = MatchFrame(
+        ids=np.arange(n),
+        scalars={"last_name": np.full(n, "unknown", dtype=object)},
+        multis={"emails": [("noreply@shop.example",)] * n},
+    )
+    rules = [BlockingRule("email", ("emails",)), BlockingRule("surname", ("last_name",))]
+    pairs, report = block(frame, rules, max_block_size=500)
+    assert len(pairs) == 0
+    assert report.oversized_blocks == {"email": 1, "surname": 1}
+    assert report.oversized_records == {"email": n, "surname": n}
+
+
 def test_a_record_with_the_same_key_twice_does_not_pair_with_itself() -> None:
     frame = _frame(emails=[["a@x.com", "a@x.com"], ["a@x.com"]])
     assert _pairs(frame, [BlockingRule("email", ("emails",))]) == {(0, 1)}
@@ -113,3 +127,34 @@ def test_an_empty_frame_gives_no_pairs() -> None:
     frame = MatchFrame(ids=np.empty(0, dtype=np.int64))
     pairs, report = block(frame)
     assert len(pairs) == 0 and report.total_pairs == 0
+
+
+def test_blocking_pairs_are_exactly_the_pairs_of_the_stored_keys() -> None:
+    # The hub finds a new record's candidates through the keys record_keys stores, a full
+    # pass through block(): both must give the same pairs, or incremental != full.
+    rng = np.random.default_rng(11)
+    n = 600
+
+    def pick(options: list[object]) -> list[object]:
+        return [options[i] for i in rng.integers(0, len(options), n)]
+
+    frame = _frame(
+        last_name=pick(["lee", "leeds", "li", None, "", "smith", "smithers"]),
+        first_initial=pick(["a", "b", None]),
+        postcode=pick(["SW1A1AA", "SW1A2BB", None]),
+        emails=[list(e) for e in pick([(), ("a@x.com",), ("a@x.com", "b@y.com"), ("b@y.com",)])],
+    )
+    rules = [
+        BlockingRule("email_surname", ("last_name:3", "emails")),
+        BlockingRule("surname_initial", ("last_name", "first_initial")),
+        BlockingRule("postcode_surname", ("postcode", "last_name:2")),
+    ]
+    for rule in rules:
+        rows, keys = record_keys(frame, rule)
+        by_key: dict[str, set[int]] = {}
+        for row, key in zip(rows.tolist(), keys, strict=True):
+            by_key.setdefault(key, set()).add(row)
+        expected = {
+            (a, b) for members in by_key.values() for a in members for b in members if a < b
+        }
+        assert _pairs(frame, [rule], max_block_size=n) == expected, rule.name
