@@ -82,10 +82,28 @@ class DedupeSettings(_Section):
         default_factory=lambda: ["tax_id", "national_id", "passport"]
     )
     """Identifier kinds that never differ within one customer without a steward."""
+    blocking_rules: dict[str, list[str]] | None = None
+    """Rule name -> match fields whose values together make a blocking key (``"field"`` or
+    ``"field:N"`` for the first N characters); None for the built-in rules."""
 
     def model_post_init(self, _context: Any) -> None:
         if self.review >= self.auto_merge:
             raise ValueError("review must be lower than auto_merge")
+
+    @field_validator("blocking_rules")
+    @classmethod
+    def _rules(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        from crmhub.dedupe.blocking import BlockingRule  # the match fields live there
+
+        if value is not None:
+            if not value:
+                raise ValueError("no rules: leave blocking_rules out for the built-in ones")
+            for name, fields in value.items():
+                try:
+                    BlockingRule(name, tuple(fields))
+                except ConfigError as exc:
+                    raise ValueError(str(exc)) from None
+        return value
 
 
 class SurvivorshipSettings(_Section):

@@ -57,7 +57,14 @@ class MatchSettings:
     @classmethod
     def from_config(cls, dedupe: DedupeSettings) -> MatchSettings:
         """Settings from the hub config's ``[dedupe]`` section."""
+        configured = dedupe.blocking_rules
+        rules = (
+            DEFAULT_RULES
+            if configured is None
+            else tuple(BlockingRule(name, tuple(fields)) for name, fields in configured.items())
+        )
         return cls(
+            rules=rules,
             auto_merge=dedupe.auto_merge,
             review=dedupe.review,
             max_block_size=dedupe.max_block_size,

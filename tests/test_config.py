@@ -78,6 +78,12 @@ def test_secrets_come_from_the_environment_and_never_print(tmp_path: Path) -> No
         ({"hub": {"secret": "sk_live_123"}}, {}, r"\[hub.secret\] is a secret"),
         ({"dedupe": {"auto_merge": 0.5, "review": 0.9}}, {}, "review must be lower"),
         ({"hub": {"default_region": "Atlantis"}}, {}, r"\[hub.default_region\]"),
+        (
+            {"dedupe": {"blocking_rules": {"near": ["shoe_size"]}}},
+            {},
+            r"\[dedupe.blocking_rules\].*unknown field 'shoe_size'",
+        ),
+        ({"dedupe": {"blocking_rules": {}}}, {}, r"\[dedupe.blocking_rules\].*no rules"),
         ({"survivorship": {"fields": {"emails": "loudest"}}}, {}, "unknown rule 'loudest'"),
     ],
 )
@@ -85,6 +91,18 @@ def test_config_errors_name_the_key_and_the_problem(raw: dict, environ: dict, me
     with pytest.raises(ConfigError, match=message) as raised:
         _parse(raw, environ)
     assert "sk_live_123" not in str(raised.value)
+
+
+def test_configured_blocking_rules_replace_the_built_in_ones() -> None:
+    from crmhub.dedupe.pipeline import MatchSettings
+
+    rules = {"email": ["emails"], "area": ["postcode", "last_name:3"]}
+    settings = MatchSettings.from_config(_parse({"dedupe": {"blocking_rules": rules}}, {}).dedupe)
+    assert [(r.name, r.fields) for r in settings.rules] == [
+        ("email", ("emails",)),
+        ("area", ("postcode", "last_name:3")),
+    ]
+    assert MatchSettings.from_config(_parse({}, {}).dedupe).rules == MatchSettings().rules
 
 
 def test_toml_syntax_errors_name_the_file_and_line(tmp_path: Path) -> None:
