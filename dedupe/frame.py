@@ -15,7 +15,7 @@ Row ``i`` of every column describes the record ``ids[i]``. Frames are built by
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MULTI_FIELDS", "SCALAR_FIELDS", "MatchFrame", "factorise_sets"]
+__all__ = ["MULTI_FIELDS", "SCALAR_FIELDS", "MatchFrame", "concat_frames", "factorise_sets"]
 
 SCALAR_FIELDS = (
     "first_name",  # case- and accent-folded, letters and spaces only
@@ -144,3 +144,16 @@ def factorise_sets(column: list[tuple[str, ...]]) -> tuple[npt.NDArray[np.int64]
     rows = np.repeat(np.arange(len(column), dtype=np.int64), counts)
     keys = np.sort(rows[codes >= 0] * width + codes[codes >= 0])
     return keys[np.diff(keys, prepend=-1) != 0], width
+
+
+def concat_frames(frames: Sequence[MatchFrame]) -> MatchFrame:
+    """One frame holding the rows of ``frames``, in order."""
+    if len(frames) == 1:
+        return frames[0]
+    scalars = {
+        name: np.concatenate([f.scalar(name) for f in frames]) if frames else np.empty(0, object)
+        for name in SCALAR_FIELDS
+    }
+    multis = {name: [row for f in frames for row in f.multi(name)] for name in MULTI_FIELDS}
+    ids = np.concatenate([f.ids for f in frames]) if frames else np.empty(0, dtype=np.int64)
+    return MatchFrame(ids.astype(np.int64), scalars, multis)

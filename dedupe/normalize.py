@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import re
 import unicodedata
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import date
 from functools import lru_cache
 from operator import itemgetter
@@ -24,14 +24,14 @@ import jellyfish
 import numpy as np
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
-from crmhub.dedupe.frame import MULTI_FIELDS, SCALAR_FIELDS, MatchFrame
+from crmhub.dedupe.frame import MULTI_FIELDS, SCALAR_FIELDS, MatchFrame, concat_frames
 from crmhub.model import Person
 from crmhub.normalize import is_junk
 
 __all__ = [
     "JUNK_EMAILS", "JUNK_EMAIL_DOMAINS", "JUNK_EMAIL_LOCALS", "company_key", "email_key",
-    "first_root", "fold", "match_frame", "name_key", "nickname_canonicals", "phone_key",
-    "phonetic", "postcode_key",
+    "first_root", "fold", "match_frame", "match_frame_chunked", "name_key",
+    "nickname_canonicals", "phone_key", "phonetic", "postcode_key",
 ]  # fmt: skip
 
 _T = TypeVar("_T", bound=Hashable)
@@ -361,6 +361,23 @@ _PERSON_FIELDS = itemgetter("first_name", "last_name", "full_name", "company", "
                             "address", "emails", "phones", "identifiers")  # fmt: skip
 _ADDRESS_FIELDS = itemgetter("postal_code", "city", "country", "line1")
 _NO_ADDRESS = dict.fromkeys(("postal_code", "city", "country", "line1"))
+
+
+def match_frame_chunked(
+    records: Iterable[tuple[int, Person]], chunk_size: int = 50_000
+) -> MatchFrame:
+    """:func:`match_frame` of records read from an iterator a chunk at a time: only the
+    keys are kept, so the canonical records of a large data set are never all in memory."""
+    frames: list[MatchFrame] = []
+    chunk: list[tuple[int, Person]] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= chunk_size:
+            frames.append(match_frame(chunk))
+            chunk = []
+    if chunk or not frames:
+        frames.append(match_frame(chunk))
+    return concat_frames(frames)
 
 
 def match_frame(records: Sequence[tuple[int, Person]]) -> MatchFrame:

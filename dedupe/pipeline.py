@@ -235,6 +235,34 @@ def match_records(
     Raises:
         DedupeError: if ids repeat, or a model is to be trained on fewer than two records.
     """
+    started = time.perf_counter()
+    frame = match_frame(sorted(records, key=lambda record: record[0]))
+    keys = time.perf_counter() - started
+    result = match_frame_records(
+        frame, settings, model=model, must_link=must_link, cannot_link=cannot_link, seed=seed
+    )
+    result.seconds = {"keys": keys, **result.seconds}
+    return result
+
+
+def match_frame_records(
+    frame: MatchFrame,
+    settings: MatchSettings | None = None,
+    *,
+    model: FellegiSunter | None = None,
+    must_link: Sequence[tuple[int, int]] = (),
+    cannot_link: Sequence[tuple[int, int]] = (),
+    seed: int = 0,
+) -> MatchResult:
+    """Deduplicate the records of a match frame: :func:`match_records` for a caller that
+    built the frame itself, say a chunk of records at a time (:func:`~crmhub.dedupe.
+    normalize.match_frame_chunked`), so that a million canonical records never need to be
+    in memory at once.
+
+    Raises:
+        DedupeError: if the frame's ids are not ascending and distinct, or a model is to be
+            trained on fewer than two records.
+    """
     settings = settings or MatchSettings()
     seconds: dict[str, float] = {}
     mark = time.perf_counter()
@@ -245,12 +273,8 @@ def match_records(
         seconds[name] = now - mark
         mark = now
 
-    ordered = sorted(records, key=lambda record: record[0])
-    frame = match_frame(ordered)
-    del ordered
-    if len(frame) > 1 and bool(np.any(np.diff(frame.ids) == 0)):
-        raise DedupeError("record ids must be distinct")
-    stage("keys")
+    if len(frame) > 1 and bool(np.any(np.diff(frame.ids) <= 0)):
+        raise DedupeError("record ids must be distinct (and, in a frame, ascending)")
     candidates, blocking = block(frame, settings.rules, max_block_size=settings.max_block_size)
     stage("block")
     levels = compare(frame, candidates.left, candidates.right, settings.comparisons)

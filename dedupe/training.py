@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crmhub.dedupe.blocking import BlockingRule, block
-from crmhub.dedupe.compare import DEFAULT_COMPARISONS, Comparison, compare
+from crmhub.dedupe.compare import DEFAULT_COMPARISONS, Comparison, PairLevels, compare
 from crmhub.dedupe.frame import MatchFrame
 from crmhub.dedupe.model import FellegiSunter, TermFrequencies
 from crmhub.errors import DedupeError
@@ -142,6 +142,10 @@ def train(
     _count_terms(model, frame, comparisons, report)
 
     total_pairs = n * (n - 1) // 2
+    # The priors are fitted three times below, each a sum of posteriors over the candidates,
+    # with a model that changes little in between. Most candidates (namesakes in large
+    # blocks) are far below any match and add nothing to those sums: keep the rest, once.
+    candidate_levels = _plausible(model, candidate_levels)
     model.fit_prior(candidate_levels, total_pairs)
     # Now that m and the prior are known, take the expected matches out of the random pairs.
     model.fit_u(random_levels, match_share=model.prior)
@@ -161,6 +165,20 @@ def train(
     report.prior = model.fit_prior(candidate_levels, total_pairs)
     report.household_prior = model.household_prior
     return model, report
+
+
+PLAUSIBLE_WEIGHT = -30.0
+"""Candidates below this match weight (under the model before its priors are fitted) are
+left out of fitting the priors: with a prior near one in a million, such a pair's posterior is
+below 2**-50, and refitting moves weights by a few bits, not twenty."""
+
+
+def _plausible(model: FellegiSunter, levels: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+    """The candidates whose match weight is above :data:`PLAUSIBLE_WEIGHT`."""
+    keep = np.flatnonzero(model.match_weight(levels) > PLAUSIBLE_WEIGHT)
+    if isinstance(levels, PairLevels):
+        return levels.take(keep)  # still knowing the rows, for term frequencies
+    return {name: np.asarray(level)[keep] for name, level in levels.items()}
 
 
 def _random_levels(

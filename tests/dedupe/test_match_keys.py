@@ -17,6 +17,7 @@ from crmhub.dedupe.normalize import (
     first_root,
     fold,
     match_frame,
+    match_frame_chunked,
     name_key,
     phone_key,
     phonetic,
@@ -192,6 +193,20 @@ def test_frame_has_every_field_in_record_order() -> None:
     assert frame.multi("emails")[0] == ("bobobrien@gmail.com",)
     assert frame.multi("phones")[0] == ("442079460958",)
     assert frame.multi("identifiers")[0] == ("customer:42", "vat:CHE-1")
+
+
+def test_a_frame_built_in_chunks_equals_one_built_at_once() -> None:
+    people = [
+        (i, _person(first_name=f"Ann{i % 3}", last_name="Lee", emails=[f"a{i}@x.com"] * (i % 2)))
+        for i in range(7)
+    ]
+    whole, chunked = match_frame(people), match_frame_chunked(iter(people), chunk_size=3)
+    assert chunked.ids.tolist() == whole.ids.tolist()
+    for name in SCALAR_FIELDS:
+        assert chunked.scalar(name).tolist() == whole.scalar(name).tolist(), name
+    for name in MULTI_FIELDS:
+        assert chunked.multi(name) == whole.multi(name), name
+    assert len(match_frame_chunked(iter([]))) == 0
 
 
 def test_unknown_values_are_none_or_left_out() -> None:
