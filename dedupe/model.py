@@ -318,14 +318,15 @@ class FellegiSunter:
             if name not in self.fields:
                 continue
             level = np.asarray(levels[name], dtype=np.intp)
-            on = np.flatnonzero(np.isin(level, table.levels))
+            on = np.flatnonzero(_at_levels(level, table.levels))
             adjustment = np.zeros(len(level))
             if on.size:
                 rows = levels.left[on]
                 frequency = _frequencies_of_rows(table, levels.frame, rows)
                 given = self.tf.get(table.given) if table.given else None
                 if given is not None and table.joint is not None and table.given in levels:
-                    both = np.isin(np.asarray(levels[table.given])[on], given.levels)
+                    given_level = np.asarray(levels[table.given], dtype=np.intp)[on]
+                    both = _at_levels(given_level, given.levels)
                     frequency[both] = _conditional_frequencies(
                         table, given, levels.frame, rows[both], frequency[both]
                     )
@@ -579,6 +580,14 @@ class FellegiSunter:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DedupeError(f"stored dedupe model is not readable: {exc}") from None
+
+
+def _at_levels(level: npt.NDArray[np.intp], levels: tuple[int, ...]) -> npt.NDArray[np.bool_]:
+    """Whether each pair's level is one of ``levels``: ``np.isin`` by a lookup table, several
+    times faster on millions of pairs."""
+    table = np.zeros(max(int(level.max(initial=0)), *levels, 0) + 1, dtype=bool)
+    table[list(levels)] = True
+    return table[level]
 
 
 def _frequencies_of_rows(

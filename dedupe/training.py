@@ -167,10 +167,11 @@ def train(
     return model, report
 
 
-PLAUSIBLE_WEIGHT = -30.0
+PLAUSIBLE_WEIGHT = -10.0
 """Candidates below this match weight (under the model before its priors are fitted) are
-left out of fitting the priors: with a prior near one in a million, such a pair's posterior is
-below 2**-50, and refitting moves weights by a few bits, not twenty."""
+left out of fitting the priors: with the priors of real data (one in ten thousand or rarer)
+such a pair's posterior is below 2**-23, so ten million of them add about one match, and
+refitting moves weights by a few bits, not ten."""
 
 
 def _plausible(model: FellegiSunter, levels: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
