@@ -127,7 +127,9 @@ def key_digest(key: str) -> str:
 
 def record_keys(frame: MatchFrame, rule: BlockingRule) -> tuple[IntArray, list[str]]:
     """Every (row, key) of ``rule`` in ``frame``: rows without a value for a field have none,
-    and a multi-valued field gives one key per value."""
+    and a multi-valued field gives one key per value. Built column by column: a full pass
+    keys every record of the hub under every rule, and a loop per record and rule was most
+    of that time."""
     parts: list[list[str | None]] = []
     multi_name: str | None = None
     for spec in rule.fields:
@@ -135,22 +137,31 @@ def record_keys(frame: MatchFrame, rule: BlockingRule) -> tuple[IntArray, list[s
         if name in MULTI_FIELDS:
             multi_name = name
             continue
-        column = frame.scalar(name)
-        size = int(prefix) if prefix else None
-        parts.append([None if v is None else (v[:size] if size else v) for v in column])
+        column: list[str | None] = frame.scalar(name).tolist()
+        if prefix:
+            size = int(prefix)
+            column = [None if v is None else v[:size] for v in column]
+        parts.append(column)
+    # A record has a stem when every part is known (None and "" are not), "" without parts.
+    stems: list[str | None]
+    if not parts:
+        stems = [""] * len(frame)
+    elif len(parts) == 1:
+        stems = [v or None for v in parts[0]]
+    elif len(parts) == 2:
+        stems = [f"{a}\x1f{b}" if a and b else None for a, b in zip(*parts, strict=True)]
+    else:
+        stems = ["\x1f".join(v) if all(v) else None for v in zip(*parts, strict=True)]
     rows: list[int] = []
     keys: list[str] = []
-    multi = frame.multi(multi_name) if multi_name else None
-    for row in range(len(frame)):
-        values = [part[row] for part in parts]
-        if any(value is None or value == "" for value in values):
-            continue
-        stem = "\x1f".join(values)  # type: ignore[arg-type]
-        if multi is None:
-            rows.append(row)
-            keys.append(stem)
-        else:
-            for value in multi[row]:
+    if multi_name is None:
+        rows = [row for row, stem in enumerate(stems) if stem is not None]
+        keys = [stems[row] for row in rows]  # type: ignore[misc]
+    else:
+        for row, (stem, values) in enumerate(zip(stems, frame.multi(multi_name), strict=True)):
+            if stem is None or not values:
+                continue
+            for value in values:
                 if not value:
                     continue
                 rows.append(row)

@@ -18,7 +18,7 @@ from crmhub.dedupe import builtin
 from crmhub.dedupe.model import FellegiSunter
 from crmhub.store.schema import dedupe_models
 
-__all__ = ["StoredModel", "active_model", "builtin_model", "save_model"]
+__all__ = ["StoredModel", "active_model", "active_version", "builtin_model", "save_model"]
 
 _m = dedupe_models.c
 
@@ -48,6 +48,19 @@ def active_model(conn: Connection) -> StoredModel | None:
     if row is None:
         return None
     return StoredModel(row[0], FellegiSunter.from_json(row[1]), row[2])
+
+
+def active_version(conn: Connection) -> tuple[int, datetime] | None:
+    """The version and creation time of the active trained model (None if it has none): a
+    stored model never changes (training stores a new version), so a caller holding the
+    model of this version and time has the active one without reading its parameters."""
+    row = conn.execute(_ACTIVE_VERSION).first()
+    return None if row is None else (row[0], row[1])
+
+
+_ACTIVE_VERSION = (
+    select(_m.version, _m.created_at).where(_m.active == 1).order_by(_m.version.desc()).limit(1)
+)
 
 
 def save_model(

@@ -16,28 +16,36 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+import orjson
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.engine import Connection
 
 from crmhub.dedupe.model import FellegiSunter
 from crmhub.dedupe.pipeline import ScoredPairs
+from crmhub.resolution.bulk import driver_value, indexes_rebuilt, insert_rows, update_rows
 from crmhub.store.dialect import in_chunks
 from crmhub.store.schema import match_pairs
 
 __all__ = [
     "DECIDED",
+    "PairPlan",
     "StoredPairs",
+    "comparison_texts",
     "comparisons_of",
     "linked_neighbours",
     "pairs_among",
+    "plan_all_pairs",
     "set_statuses",
     "store_scored",
+    "write_all_pairs",
 ]
 
 DECIDED = frozenset({"accepted", "rejected"})
 """Statuses only a steward sets, which re-scoring never changes."""
 
 IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+ObjectArray = npt.NDArray[np.object_]
 _p = match_pairs.c
 
 
@@ -74,20 +82,73 @@ def comparisons_of(
     return out
 
 
+def comparison_texts(scored: ScoredPairs, model: FellegiSunter, index: npt.ArrayLike) -> list[str]:
+    """:func:`comparisons_of` as JSON text, built for many pairs at once: each field's
+    ``"name":[level,weight]`` is formatted once per distinct (level, weight) and the parts are
+    joined array-wise, so a million pairs cost a few passes in C, not a dict each."""
+    at = np.asarray(index, dtype=np.intp)
+    if len(at) <= _FEW_PAIRS:  # a record's own few pairs: the array machinery costs more
+        return [orjson.dumps(entry).decode() for entry in comparisons_of(scored, model, at)]
+    weights, household_term = scored.parts(model, at)
+    parts = [_json_parts(name, scored.levels[name][at], w) for name, w in weights.items()]
+    if household_term is not None:
+        parts.append(_json_parts("household", np.zeros(len(at), dtype=np.int8), household_term))
+    text = parts[0]
+    for part in parts[1:]:
+        text = text + "," + part  # object arrays of str: concatenated element-wise
+    texts: list[str] = ("{" + text + "}").tolist()
+    return texts
+
+
+_FEW_PAIRS = 50
+
+
+def _json_parts(name: str, levels: npt.NDArray[np.int8], weights: FloatArray) -> ObjectArray:
+    """``"name":[level,weight]`` per pair, the weight rounded as :func:`comparisons_of`
+    rounds it."""
+    distinct, weight_code = np.unique(weights, return_inverse=True)
+    level = levels.astype(np.int64)
+    low = int(level.min())
+    span = int(level.max()) - low + 1
+    codes, inverse = np.unique(weight_code.ravel() * span + (level - low), return_inverse=True)
+    label = orjson.dumps(name).decode()
+    texts = np.empty(len(codes), dtype=object)
+    texts[:] = [
+        f"{label}:[{code % span + low},"
+        f"{orjson.dumps(round(float(distinct[code // span]), 4)).decode()}]"
+        for code in codes.tolist()
+    ]
+    joined: ObjectArray = texts[inverse.ravel()]
+    return joined
+
+
 def _existing(
     conn: Connection, touching: Sequence[int] | None
 ) -> dict[tuple[int, int], tuple[int, str]]:
     """(left, right) -> (pair id, status) of stored pairs touching ``touching`` (all if None)."""
-    columns = (_p.left_id, _p.right_id, _p.id, _p.status)
     if touching is None:
-        return {(left, right): (i, s) for left, right, i, s in conn.execute(select(*columns))}
+        return {(left, right): (i, s) for left, right, i, s in conn.execute(_ALL_PAIRS)}
     found: dict[tuple[int, int], tuple[int, str]] = {}
     for chunk in in_chunks(sorted(set(touching))):
-        rows = conn.execute(
-            select(*columns).where(or_(_p.left_id.in_(chunk), _p.right_id.in_(chunk)))
-        )
+        rows = conn.execute(_PAIRS_TOUCHING, {"ids": chunk})
         found.update({(left, right): (i, s) for left, right, i, s in rows})
     return found
+
+
+# Built once: a statement built per call costs more than SQLite takes to run it.
+_ALL_PAIRS = select(_p.left_id, _p.right_id, _p.id, _p.status)
+_PAIRS_TOUCHING = _ALL_PAIRS.where(
+    or_(
+        _p.left_id.in_(bindparam("ids", expanding=True)),
+        _p.right_id.in_(bindparam("ids", expanding=True)),
+    )
+)
+_PAIRS_FROM = select(_p.id, _p.left_id, _p.right_id, _p.probability, _p.status).where(
+    _p.left_id.in_(bindparam("ids", expanding=True))
+)
+
+
+_VALUES = ("probability", "weight", "comparison", "model_version", "left_hash", "right_hash")
 
 
 def store_scored(
@@ -113,43 +174,138 @@ def store_scored(
     existing = _existing(conn, touching)
     keep = np.flatnonzero(scored.probability >= review)
     left_ids, right_ids = ids[scored.left[keep]], ids[scored.right[keep]]
-    fresh: list[dict[str, Any]] = []
-    refreshed: list[dict[str, Any]] = []
+    fresh: list[tuple[Any, ...]] = []
+    refreshed: list[tuple[Any, ...]] = []
     seen: set[tuple[int, int]] = set()
-    explained = comparisons_of(scored, model, keep)
+    explained = comparison_texts(scored, model, keep)
+    created = driver_value(conn, _p.created_at, now)
     for index, comparison, a, b in zip(
         keep.tolist(), explained, left_ids.tolist(), right_ids.tolist(), strict=True
     ):
         a, b = min(a, b), max(a, b)
         seen.add((a, b))
-        values = {
-            "probability": float(scored.probability[index]),
-            "weight": float(scored.weight[index]),
-            "comparison": comparison,
-            "model_version": model_version,
-            "left_hash": hashes.get(a),
-            "right_hash": hashes.get(b),
-        }
+        values = (
+            float(scored.probability[index]),
+            float(scored.weight[index]),
+            comparison,
+            model_version,
+            hashes.get(a),
+            hashes.get(b),
+        )
         if (a, b) in existing:
-            refreshed.append({"pid": existing[(a, b)][0], **values})
+            refreshed.append((*values, existing[(a, b)][0]))
         else:
-            fresh.append(
-                {"left_id": a, "right_id": b, "status": "pending", "created_at": now, **values}
-            )
+            fresh.append((a, b, "pending", created, *values))
     stale = [
         pid for key, (pid, status) in existing.items() if key not in seen and status not in DECIDED
     ]
     for chunk in in_chunks(stale):
         conn.execute(delete(match_pairs).where(_p.id.in_(chunk)))
-    if refreshed:
-        conn.execute(
-            update(match_pairs)
-            .where(_p.id == bindparam("pid"))
-            .values({name: bindparam(name) for name in refreshed[0] if name != "pid"}),
-            refreshed,
+    update_rows(conn, match_pairs, _VALUES, "id", refreshed)
+    insert_rows(conn, match_pairs, ("left_id", "right_id", "status", "created_at", *_VALUES), fresh)
+
+
+@dataclass
+class PairPlan:
+    """The pairs a full pass leaves in the store, worked out before any is written: what
+    clustering reads (:attr:`pairs`) and what writing them takes.
+
+    ``pairs`` holds the pairs scored at or above review first (``scored`` of them, id -1
+    when new), then the decided pairs that were not scored again, which stay as they are.
+    """
+
+    pairs: StoredPairs
+    scored: int
+    weight: FloatArray
+    comparison: list[str]
+    stale: list[int]
+
+
+def plan_all_pairs(
+    conn: Connection,
+    ids: IntArray,
+    scored: ScoredPairs,
+    model: FellegiSunter,
+    review: float,
+) -> PairPlan:
+    """Every pair of a full pass: those of ``scored`` at or above ``review`` (keeping the id
+    and status of the stored pair they replace), the stored decided pairs not scored again,
+    and the stored undecided pairs no longer wanted (``stale``). As :func:`store_scored`
+    with ``touching=None`` followed by :func:`pairs_among` of the whole hub, in memory."""
+    keep = np.flatnonzero(scored.probability >= review)
+    a, b = ids[scored.left[keep]], ids[scored.right[keep]]
+    left, right = np.minimum(a, b), np.maximum(a, b)
+    existing = {
+        (lid, rid): (pid, status, probability)
+        for lid, rid, pid, status, probability in conn.execute(
+            select(_p.left_id, _p.right_id, _p.id, _p.status, _p.probability)
         )
-    if fresh:
-        conn.execute(insert(match_pairs), fresh)
+    }
+    pair_ids: list[int] = []
+    statuses: list[str] = []
+    for key in zip(left.tolist(), right.tolist(), strict=True):
+        found = existing.pop(key, None)
+        pair_ids.append(-1 if found is None else found[0])
+        statuses.append("pending" if found is None else found[1])
+    extra = sorted((key, pid, s, p) for key, (pid, s, p) in existing.items() if s in DECIDED)
+    stale = sorted(pid for pid, s, _ in existing.values() if s not in DECIDED)
+    pairs = StoredPairs(
+        pair_ids + [pid for _, pid, _, _ in extra],
+        np.concatenate([left, np.array([k[0] for k, _, _, _ in extra], dtype=np.int64)]),
+        np.concatenate([right, np.array([k[1] for k, _, _, _ in extra], dtype=np.int64)]),
+        np.concatenate(
+            [scored.probability[keep], np.array([p for _, _, _, p in extra], dtype=np.float64)]
+        ),
+        statuses + [s for _, _, s, _ in extra],
+    )
+    return PairPlan(
+        pairs, len(keep), scored.weight[keep], comparison_texts(scored, model, keep), stale
+    )
+
+
+def write_all_pairs(
+    conn: Connection,
+    plan: PairPlan,
+    statuses: Sequence[str],
+    *,
+    model_version: int,
+    hashes: Mapping[int, str],
+    now: datetime,
+) -> None:
+    """Write the pairs of ``plan`` with their final ``statuses`` (one per pair of
+    ``plan.pairs``): stale pairs deleted, stored ones updated, new ones inserted."""
+    for chunk in in_chunks(plan.stale):
+        conn.execute(delete(match_pairs).where(_p.id.in_(chunk)))
+    pairs = plan.pairs
+    rows = zip(
+        pairs.ids[: plan.scored],
+        pairs.left[: plan.scored].tolist(),
+        pairs.right[: plan.scored].tolist(),
+        pairs.probability[: plan.scored].tolist(),
+        plan.weight.tolist(),
+        plan.comparison,
+        statuses[: plan.scored],
+        strict=True,
+    )
+    fresh: list[tuple[Any, ...]] = []
+    refreshed: list[tuple[Any, ...]] = []
+    for pid, a, b, probability, weight, comparison, status in rows:
+        values = (probability, weight, comparison, model_version, hashes.get(a), hashes.get(b))
+        if pid < 0:
+            fresh.append((a, b, status, *values))
+        else:
+            refreshed.append((*values, status, pid))
+    update_rows(conn, match_pairs, (*_VALUES, "status"), "id", refreshed)
+    del refreshed
+    fresh.sort(key=lambda row: (row[0], row[1]))  # in the unique index's order
+    created = driver_value(conn, _p.created_at, now)
+    with indexes_rebuilt(conn, match_pairs, len(fresh)):
+        insert_rows(
+            conn,
+            match_pairs,
+            ("left_id", "right_id", "status", *_VALUES, "created_at"),
+            ((*row, created) for row in fresh),
+        )
 
 
 def pairs_among(conn: Connection, record_ids: Iterable[int]) -> StoredPairs:
@@ -162,12 +318,7 @@ def pairs_among(conn: Connection, record_ids: Iterable[int]) -> StoredPairs:
     probabilities: list[float] = []
     statuses: list[str] = []
     for chunk in in_chunks(wanted):
-        rows = conn.execute(
-            select(_p.id, _p.left_id, _p.right_id, _p.probability, _p.status).where(
-                _p.left_id.in_(chunk)
-            )
-        )
-        for pid, left, right, probability, status in rows:
+        for pid, left, right, probability, status in conn.execute(_PAIRS_FROM, {"ids": chunk}):
             if right in members:
                 ids.append(pid)
                 lefts.append(left)
@@ -199,8 +350,4 @@ def linked_neighbours(conn: Connection, record_ids: Iterable[int], auto_merge: f
 
 def set_statuses(conn: Connection, changes: Sequence[tuple[int, str]]) -> None:
     """Set the status of pairs by id."""
-    if changes:
-        conn.execute(
-            update(match_pairs).where(_p.id == bindparam("pid")).values(status=bindparam("status")),
-            [{"pid": pid, "status": status} for pid, status in changes],
-        )
+    update_rows(conn, match_pairs, ("status",), "id", [(s, pid) for pid, s in changes])

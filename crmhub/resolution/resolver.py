@@ -13,19 +13,29 @@ Clustering a connected group gives the same result as clustering everything (see
 come from the same keys under the same block-size cap. Each step commits its records'
 keys, pairs, links, golden records and "matched" marks in one transaction: a crash loses at
 most the step in flight, which the next run redoes.
+
+A step costs what the record touches, not what the hub holds: waiting records come from a
+partial index, block sizes are read up to the cap and no further, records are read as stored
+JSON without validating them again, and statements are built once. A full pass works out
+every pair's final status in memory and writes each table once, in bulk, holding the
+candidate pairs and the records' stored text never at the same time (see
+``benchmarks/BENCHMARKS.md`` for the figures at 100,000 and 1,000,000 records).
 """
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, or_, select, union
 from sqlalchemy.engine import Connection, Engine
 
 from crmhub.config import HubConfig, SurvivorshipSettings
@@ -39,13 +49,41 @@ from crmhub.dedupe.pipeline import (
     match_records,
     score_pairs,
 )
-from crmhub.resolution.golden import SettleReport, settle
-from crmhub.resolution.keys import find_candidates, frame_keys, replace_keys
-from crmhub.resolution.models import StoredModel, active_model, builtin_model, save_model
-from crmhub.resolution.pairs import linked_neighbours, pairs_among, store_scored
-from crmhub.resolution.records import HubRecord, count_live, load_records, pending_ids, persons
+from crmhub.model import Person
+from crmhub.resolution.bulk import larger_cache
+from crmhub.resolution.golden import (
+    SettleReport,
+    plan_settle,
+    settle,
+    wanted_statuses,
+    write_settled,
+)
+from crmhub.resolution.keys import (
+    find_candidates,
+    frame_keys,
+    key_batches,
+    replace_keys,
+    rewrite_all_keys,
+)
+from crmhub.resolution.models import (
+    StoredModel,
+    active_model,
+    active_version,
+    builtin_model,
+    save_model,
+)
+from crmhub.resolution.pairs import pairs_among, plan_all_pairs, store_scored, write_all_pairs
+from crmhub.resolution.records import (
+    HubRecord,
+    count_live,
+    count_pending,
+    load_records,
+    pending_ids,
+    persons,
+    read_people,
+)
 from crmhub.store.dialect import in_chunks, lock_hub
-from crmhub.store.schema import match_keys, match_pairs, source_records
+from crmhub.store.schema import match_pairs, source_records
 
 __all__ = ["MIN_OWN_MODEL_RECORDS", "ResolveReport", "Resolver"]
 
@@ -60,6 +98,9 @@ FULL_PASS_SHARE = 0.25
 STEP_RECORDS = 2_000
 """Waiting records matched per incremental transaction."""
 
+FULL_PASS_CACHE_MB = 512
+"""SQLite page cache during a full pass (see :func:`~crmhub.resolution.bulk.larger_cache`)."""
+
 
 @dataclass
 class ResolveReport:
@@ -73,6 +114,9 @@ class ResolveReport:
     oversized_blocks: dict[str, int] = field(default_factory=dict)
     settled: SettleReport = field(default_factory=SettleReport)
     seconds: float = 0.0
+    # A full pass's time by stage (load, match, keys, pairs, settle, commit): logged, not
+    # part of as_dict().
+    stages: dict[str, float] = field(default_factory=dict)
 
     def add(self, settled: SettleReport) -> None:
         """Add one step's settling figures."""
@@ -91,7 +135,7 @@ class ResolveReport:
         """The report as plain data (for ``--json`` and logs)."""
         settled = {k: v for k, v in vars(self.settled).items() if k != "merged_customers"}
         return {
-            **{k: v for k, v in vars(self).items() if k != "settled"},
+            **{k: v for k, v in vars(self).items() if k not in ("settled", "stages")},
             **settled,
             "seconds": round(self.seconds, 3),
         }
@@ -109,6 +153,10 @@ class Resolver:
         self.engine = engine
         self.settings = settings or MatchSettings()
         self.survivorship = survivorship or SurvivorshipSettings()
+        # The active model as last read: (version, created at) -> the model if it scores the
+        # configured comparisons, else None. Reading and parsing a model costs more than
+        # matching one record; a stored model never changes, so its version says it all.
+        self._model: tuple[tuple[int, datetime], StoredModel | None] | None = None
 
     @classmethod
     def from_config(cls, engine: Engine, config: HubConfig) -> Resolver:
@@ -120,21 +168,29 @@ class Resolver:
         """Match every record waiting for it; a full pass when that is the cheaper way."""
         started = time.perf_counter()
         with self.engine.connect() as conn:
-            waiting = len(pending_ids(conn))
-            live = count_live(conn)
+            waiting = count_pending(conn)
+            if not waiting:
+                return ResolveReport(mode="none", seconds=time.perf_counter() - started)
             model = self._active(conn)
-        if not waiting:
-            return ResolveReport(mode="none", seconds=time.perf_counter() - started)
+            # The count is only compared with these thresholds below: it stops past them.
+            enough = int(waiting / FULL_PASS_SHARE) + 1
+            live = count_live(
+                conn, at_most=enough if model is not None else max(enough, MIN_OWN_MODEL_RECORDS)
+            )
         if (model is None and live >= MIN_OWN_MODEL_RECORDS) or waiting >= FULL_PASS_SHARE * live:
             return self.full(train=model is None and live >= MIN_OWN_MODEL_RECORDS)
         report = ResolveReport()
-        while True:
+        more = True
+        while more:
             with self.engine.begin() as conn:
                 lock_hub(conn)
                 batch = pending_ids(conn, limit=STEP_RECORDS)
                 if not batch:
                     break
                 self._step(conn, batch, report)
+                # Asked before the commit, under the same lock: saves a transaction that
+                # would only find nothing left (the usual case after a sync).
+                more = len(batch) == STEP_RECORDS or bool(pending_ids(conn, limit=1))
         report.seconds = time.perf_counter() - started
         log.info("dedupe.incremental", **report.as_dict())
         return report
@@ -148,15 +204,22 @@ class Resolver:
         started = time.perf_counter()
         report = ResolveReport(mode="full")
         now = datetime.now(UTC)
-        with self.engine.begin() as conn:
+        mark = started
+
+        def stage(name: str) -> None:
+            nonlocal mark
+            at = time.perf_counter()
+            report.stages[name] = report.stages.get(name, 0.0) + at - mark
+            mark = at
+
+        with _collector_paused(), self.engine.begin() as conn:
             lock_hub(conn)
-            records = load_records(conn)
+            people = read_people(conn)
+            stage("load")
             stored = None if train else self.model(conn)
-            result = match_records(
-                persons(list(records.values())),
-                self.settings,
-                model=stored.model if stored else None,
-            )
+            result = match_records(people, self.settings, model=stored.model if stored else None)
+            del people  # the frame holds what matching needs from here on
+            stage("match")
             if stored is None:
                 labelled = _refine_with_decisions(conn, result, self.settings)
                 trained_on = {
@@ -168,31 +231,46 @@ class Resolver:
                 stored = save_model(conn, result.model, trained_on, now)
                 report.trained = True
             report.model_version = stored.version
-            report.records = len(records)
             report.pairs_scored = len(result.pairs)
             report.oversized_blocks = dict(result.blocking.oversized_blocks)
-            conn.execute(delete(match_keys))
-            replace_keys(conn, [], frame_keys(result.frame, self.settings.rules))
-            hashes = {rid: record.content_hash for rid, record in records.items()}
-            store_scored(
-                conn,
-                result.frame.ids,
-                result.pairs,
-                stored.model,
-                model_version=stored.version,
-                hashes=hashes,
-                review=self.settings.review,
-                now=now,
-                touching=None,
+            frame = result.frame
+            # Pairs are stored once, with the status clustering gives them (as storing them
+            # and then settling the whole hub would, without writing each pair twice).
+            planned = plan_all_pairs(
+                conn, frame.ids, result.pairs, stored.model, self.settings.review
             )
-            pairs = pairs_among(conn, records)
-            report.add(
-                settle(
-                    conn, records, result.frame, pairs, self.settings, self.survivorship, now=now
+            del result  # the candidate pairs: the most memory the pass holds
+            stage("pairs")
+            # Read now, not with the people: matching is when the pass holds the most.
+            records = load_records(conn)
+            report.records = len(records)
+            stage("load")
+            # Only for the writes: while reading and matching, the cache would fill with
+            # pages no write needs, when the pass holds the most memory.
+            with larger_cache(conn, FULL_PASS_CACHE_MB):
+                rewrite_all_keys(conn, key_batches(frame, self.settings.rules))
+                stage("keys")
+                settled = SettleReport(records=len(records))
+                plan = plan_settle(records, frame, planned.pairs, self.settings, settled)
+                pairs = planned.pairs
+                write_all_pairs(
+                    conn,
+                    planned,
+                    wanted_statuses(pairs, plan.customer_of),
+                    model_version=stored.version,
+                    hashes=_HashesOf(records),
+                    now=now,
                 )
-            )
+                stage("pairs")
+                write_settled(
+                    conn, records, plan, pairs, self.survivorship, now, settled, whole_hub=True
+                )
+                report.add(settled)
+                stage("settle")
+        stage("commit")
         report.seconds = time.perf_counter() - started
-        log.info("dedupe.full", **report.as_dict())
+        stages = {name: round(seconds, 3) for name, seconds in report.stages.items()}
+        log.info("dedupe.full", **report.as_dict(), stages=stages)
         return report
 
     def model(self, conn: Connection) -> StoredModel:
@@ -203,14 +281,21 @@ class Resolver:
         """The active model if it scores the configured comparisons; None otherwise (a model
         trained before the comparisons changed cannot score them: the next run trains again,
         and the built-in model stands in until then)."""
+        version = active_version(conn)
+        if version is None:
+            return None
+        if self._model is not None and self._model[0] == version:
+            return self._model[1]
         stored = active_model(conn)
         if stored is None:
             return None
         wanted = {comparison.name for comparison in self.settings.comparisons}
+        usable: StoredModel | None = stored
         if set(stored.model.fields) != wanted:
             log.warning("dedupe.model_outdated", version=stored.version)
-            return None
-        return stored
+            usable = None
+        self._model = (version, usable)
+        return usable
 
     # ------------------------------------------------------------------ incremental
     def _step(self, conn: Connection, waiting: list[int], report: ResolveReport) -> None:
@@ -218,15 +303,17 @@ class Resolver:
         stored = self.model(conn)
         report.model_version = stored.version
         records = load_records(conn, waiting)
-        frame = match_frame(persons([records[rid] for rid in sorted(records)]))
+        people = dict(persons([records[rid] for rid in sorted(records)]))
+        frame = match_frame(list(people.items()))
         key_rows = frame_keys(frame, self.settings.rules)
         replace_keys(conn, waiting, key_rows)
         lookup = find_candidates(conn, key_rows, self.settings.max_block_size)
         for rule, count in lookup.oversized_blocks.items():
             report.oversized_blocks[rule] = report.oversized_blocks.get(rule, 0) + count
-        others = set(np.r_[lookup.left, lookup.right].tolist()) - set(records)
-        records.update(load_records(conn, others))
-        scope = match_frame(persons([records[rid] for rid in sorted(records)]))
+        others = load_records(conn, set(np.r_[lookup.left, lookup.right].tolist()) - set(records))
+        records.update(others)
+        people.update(persons([others[rid] for rid in sorted(others)]))
+        scope = match_frame(sorted(people.items()))
         row_of = {rid: row for row, rid in enumerate(scope.ids.tolist())}
         usable = [
             i
@@ -252,7 +339,7 @@ class Resolver:
             touching=waiting,
         )
         report.records += len(waiting)
-        report.add(self.settle_group(conn, waiting, now=now, known=records))
+        report.add(self.settle_group(conn, waiting, now=now, known=records, people=people))
 
     def settle_group(
         self,
@@ -263,12 +350,22 @@ class Resolver:
         prefer: Sequence[str] = (),
         claims: Mapping[int, str | None] | None = None,
         known: dict[int, HubRecord] | None = None,
+        people: Mapping[int, Person] | None = None,
     ) -> SettleReport:
-        """Cluster again the connected group of ``record_ids`` and write its customers."""
+        """Cluster again the connected group of ``record_ids`` and write its customers.
+
+        Args:
+            known: records already read in this transaction, by id (not read again).
+            people: their matching view (:func:`~crmhub.resolution.records.persons`), by id.
+        """
         group = connected_group(conn, record_ids, self.settings.auto_merge)
         records = {rid: r for rid, r in (known or {}).items() if rid in group}
         records.update(load_records(conn, group - set(records)))
-        frame = match_frame(persons([records[rid] for rid in sorted(records)]))
+        ready = people or {}
+        unread = [records[rid] for rid in sorted(records) if rid not in ready]
+        group_people = {rid: ready[rid] for rid in records if rid in ready}
+        group_people.update(persons(unread))
+        frame = match_frame(sorted(group_people.items()))
         pairs = pairs_among(conn, records)
         return settle(
             conn,
@@ -281,6 +378,37 @@ class Resolver:
             prefer=prefer,
             claims=claims,
         )
+
+
+class _HashesOf(Mapping[int, str]):
+    """Record id -> content hash, read from the records themselves (no second mapping of a
+    million entries)."""
+
+    def __init__(self, records: Mapping[int, HubRecord]) -> None:
+        self._records = records
+
+    def __getitem__(self, record_id: int) -> str:
+        return self._records[record_id].content_hash
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile: a full pass creates millions of small acyclic
+    objects, and each collection would walk all of them (reference counting still frees
+    them; cycles are collected once it is back on)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 MIN_LABELLED_MATCHES = 50
@@ -314,24 +442,29 @@ def _refine_with_decisions(conn: Connection, result: MatchResult, settings: Matc
 
 def connected_group(conn: Connection, record_ids: Iterable[int], auto_merge: float) -> set[int]:
     """``record_ids``, every record a linking pair reaches from them, and every member of the
-    customers all these belong to — until nothing new is reached."""
+    customers all these belong to — until nothing new is reached (one statement per step
+    outwards)."""
     group: set[int] = set(record_ids)
     frontier = set(group)
     while frontier:
-        reached = linked_neighbours(conn, frontier, auto_merge) | _customer_members(conn, frontier)
+        reached: set[int] = set()
+        for chunk in in_chunks(sorted(frontier)):
+            reached.update(conn.execute(_reached(auto_merge), {"ids": chunk}).scalars())
         frontier = reached - group
         group |= frontier
     return group
 
 
-def _customer_members(conn: Connection, record_ids: set[int]) -> set[int]:
-    t = source_records.c
-    customer_ids: set[str] = set()
-    for chunk in in_chunks(sorted(record_ids)):
-        customer_ids.update(
-            c for c in conn.execute(select(t.customer_id).where(t.id.in_(chunk))).scalars() if c
-        )
-    members: set[int] = set()
-    for ids in in_chunks(sorted(customer_ids)):
-        members.update(conn.execute(select(t.id).where(t.customer_id.in_(ids))).scalars())
-    return members
+@lru_cache(maxsize=8)
+def _reached(auto_merge: float) -> Any:
+    """Records one step from the records ``ids``: across a pair clustering may follow
+    (accepted, or undecided at or above ``auto_merge``), or into a customer of theirs."""
+    p, t = match_pairs.c, source_records.c
+    chunk: Any = bindparam("ids", expanding=True)
+    linking = or_(p.status == "accepted", (p.probability >= auto_merge) & (p.status != "rejected"))
+    their_customers = select(t.customer_id).where(t.id.in_(chunk), t.customer_id.is_not(None))
+    return union(
+        select(p.right_id).where(p.left_id.in_(chunk), linking),
+        select(p.left_id).where(p.right_id.in_(chunk), linking),
+        select(t.id).where(t.customer_id.in_(their_customers)),
+    )

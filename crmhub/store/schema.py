@@ -23,10 +23,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
+    "PENDING_MATCH",
     "activities",
     "audit_log",
     "customers",
@@ -84,6 +86,14 @@ customers = Table(
     Index(None, "merged_into"),
 )
 
+PENDING_MATCH = (
+    "(deleted_at IS NULL AND (matched_hash IS NULL OR matched_hash <> content_hash))"
+    " OR (deleted_at IS NOT NULL AND (matched_hash IS NULL OR matched_hash <> 'deleted'))"
+)
+"""Person records waiting for matching: live ones whose content changed since they were last
+matched (or never were), deleted ones not yet settled as deleted. The text is the condition of
+a partial index, and queries spell it the same way so that both backends use that index."""
+
 source_records = Table(
     "source_records",
     metadata,
@@ -104,6 +114,13 @@ source_records = Table(
     Column("matched_hash", String(32)),
     UniqueConstraint("connector", "stream", "external_id"),
     Index(None, "customer_id"),
+    # Only the waiting records: finding them costs what they number, not what the hub holds.
+    Index(
+        "ix_source_records_pending",
+        "id",
+        sqlite_where=text(PENDING_MATCH),
+        postgresql_where=text(PENDING_MATCH),
+    ),
 )
 
 match_keys = Table(
@@ -118,7 +135,8 @@ match_keys = Table(
         ForeignKey("source_records.id", ondelete="CASCADE"),
         nullable=False,
     ),
-    Index(None, "kind", "value"),
+    # Covering: a key's holders are read from the index alone, without a table lookup each.
+    Index(None, "kind", "value", "source_record_id"),
     Index(None, "source_record_id"),
 )
 

@@ -196,3 +196,134 @@ def test_source_priority_decides_golden_values(engine: Engine, world: World) -> 
                 assert connector_of[value["source_record_id"]] == trusted
                 checked += 1
     assert checked > 0
+
+
+def _pair_rows(engine: Engine) -> set[tuple[int, int, int, str, float]]:
+    p = match_pairs.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(p.id, p.left_id, p.right_id, p.status, p.probability))
+        return {(i, a, b, s, round(pr, 9)) for i, a, b, s, pr in rows}
+
+
+def _customers(engine: Engine) -> dict[str, tuple[object, int]]:
+    c = customers.c
+    with engine.connect() as conn:
+        return {cid: (data, v) for cid, data, v in conn.execute(select(c.id, c.data, c.version))}
+
+
+def test_a_second_full_pass_changes_nothing(engine: Engine, world: World) -> None:
+    store_people(engine, world[:300])
+    resolver = Resolver(engine)
+    resolver.full()
+    before = (partition(engine), _pair_rows(engine), _customers(engine))
+    again = resolver.full()
+    assert again.settled.customers_created == again.settled.customers_updated == 0
+    # Same clusters, same customer ids and versions, same pairs under the same ids.
+    assert (partition(engine), _pair_rows(engine), _customers(engine)) == before
+
+
+def test_a_full_pass_is_chosen_when_a_quarter_of_the_hub_waits(
+    engine: Engine, world: World
+) -> None:
+    store_people(engine, world[:200])
+    assert Resolver(engine).resolve().mode == "full"
+    store_people(engine, world[200:240])  # 40 waiting, 240 live: under a quarter
+    assert Resolver(engine).resolve().mode == "incremental"
+    store_people(engine, world[240:330])  # 90 waiting, 330 live: over a quarter
+    assert Resolver(engine).resolve().mode == "full"
+
+
+def test_a_resolver_picks_up_a_model_trained_since_it_last_ran(
+    engine: Engine, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resolver_module, "MIN_OWN_MODEL_RECORDS", 100)
+    store_people(engine, world[:300])
+    resolver = Resolver(engine)
+    assert resolver.resolve().model_version == 1
+    Resolver(engine).full(train=True)  # another process trains version 2
+    store_people(engine, world[300:310])
+    report = resolver.resolve()
+    assert report.mode == "incremental" and report.model_version == 2
+
+
+def test_the_waiting_records_index_holds_exactly_the_waiting_records(
+    engine: Engine, world: World
+) -> None:
+    store_people(engine, world[:120])
+    Resolver(engine).resolve()
+    store_people(engine, world[120:130])
+    store_people(engine, world[:3], version=1)  # changed
+    delete_people(engine, world[5][0], [world[5][1]])  # deleted
+    with engine.connect() as conn:
+        waiting = pending_ids(conn)
+        t = source_records.c
+        rows = conn.execute(select(t.id, t.content_hash, t.matched_hash, t.deleted_at)).all()
+    expected = sorted(
+        rid
+        for rid, content, matched, deleted in rows
+        if matched != ("deleted" if deleted is not None else content)
+    )
+    assert waiting == expected and len(waiting) == 14
+
+
+def test_a_full_pass_gives_the_connection_its_page_cache_back(sqlite_url: str) -> None:
+    from crmhub.store import open_engine, upgrade
+
+    engine = open_engine(sqlite_url)
+    upgrade(engine)
+    try:
+        with engine.connect() as conn:
+            before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+        Resolver(engine).full()
+        with engine.connect() as conn:  # the pool hands out the same connection again
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == before
+    finally:
+        engine.dispose()
+
+
+def test_indexes_dropped_for_a_large_write_come_back_the_same(
+    engine: Engine, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from crmhub.resolution import bulk
+    from crmhub.store.schema import metadata
+
+    store_people(engine, world[:300])
+    Resolver(engine).full()
+    expected = (partition(engine), _pairs(engine))
+
+    def indexes() -> dict[str, list[str]]:
+        found = inspect(engine)
+        tables = ("source_records", "match_keys", "match_pairs", "links")
+        return {
+            table: sorted(
+                # Partial index conditions come back as SQL text objects: compare their text.
+                str(
+                    {
+                        **i,
+                        "dialect_options": {
+                            k: str(v) for k, v in i.get("dialect_options", {}).items()
+                        },
+                    }
+                )
+                for i in found.get_indexes(table)
+            )
+            for table in tables
+        }
+
+    before = indexes()
+    monkeypatch.setattr(bulk, "REBUILD_ROWS", 1)  # every write counts as large
+    with engine.begin() as conn:  # as a new hub: every record written again
+        conn.execute(links.delete())
+        conn.execute(source_records.update().values(customer_id=None, matched_hash=None))
+    Resolver(engine).full()
+    assert (partition(engine), _pairs(engine)) == expected
+    assert indexes() == before
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert pending_ids(conn) == []  # the partial index is whole again
+    store_people(engine, world[300:320])
+    assert Resolver(engine).resolve().mode == "incremental"
