@@ -112,6 +112,7 @@ class ResolveReport:
     model_version: int = 0
     trained: bool = False
     oversized_blocks: dict[str, int] = field(default_factory=dict)
+    unmatchable: int = 0  # records matched with nothing to match on: each its own customer
     settled: SettleReport = field(default_factory=SettleReport)
     seconds: float = 0.0
     # A full pass's time by stage (load, match, keys, pairs, settle, commit): logged, not
@@ -232,6 +233,7 @@ class Resolver:
                 report.trained = True
             report.model_version = stored.version
             report.pairs_scored = len(result.pairs)
+            report.unmatchable = result.unmatchable
             report.oversized_blocks = dict(result.blocking.oversized_blocks)
             frame = result.frame
             # Pairs are stored once, with the status clustering gives them (as storing them
@@ -305,6 +307,7 @@ class Resolver:
         records = load_records(conn, waiting)
         people = dict(persons([records[rid] for rid in sorted(records)]))
         frame = match_frame(list(people.items()))
+        report.unmatchable += int(frame.unmatchable().sum())
         key_rows = frame_keys(frame, self.settings.rules)
         replace_keys(conn, waiting, key_rows)
         lookup = find_candidates(conn, key_rows, self.settings.max_block_size)

@@ -327,3 +327,22 @@ def test_indexes_dropped_for_a_large_write_come_back_the_same(
         assert pending_ids(conn) == []  # the partial index is whole again
     store_people(engine, world[300:320])
     assert Resolver(engine).resolve().mode == "incremental"
+
+
+def test_records_with_nothing_to_match_on_are_counted_and_kept_apart(
+    engine: Engine, world: World
+) -> None:
+    blank = Person.model_validate(
+        {"source": "forms", "stream": "people", "external_id": "x", "birth_date": "1990-01-02"}
+    )
+    store_people(engine, [*world[:60], ("forms", "blank-1", blank), ("forms", "blank-2", blank)])
+    report = Resolver(engine).resolve()
+    assert report.unmatchable == 2 and report.as_dict()["unmatchable"] == 2
+    groups = partition(engine)
+    with engine.connect() as conn:
+        t = source_records.c
+        blanks = {rid for (rid,) in conn.execute(select(t.id).where(t.connector == "forms"))}
+    # Two records alike in what little they hold stay two customers, each on its own.
+    assert [g for g in groups if set(g) & blanks] == [[rid] for rid in sorted(blanks)]
+    store_people(engine, [("forms", "blank-3", blank)])
+    assert Resolver(engine).resolve().unmatchable == 1  # incremental too
