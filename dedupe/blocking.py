@@ -71,6 +71,18 @@ class BlockingRule:
         if multis > 1:
             raise ConfigError(f"blocking rule {self.name!r} uses more than one multi-valued field")
 
+    @property
+    def scalar_parts(self) -> list[tuple[str, str]]:
+        """(field, prefix length or "") of each single-valued field, in order."""
+        parts = [spec.partition(":") for spec in self.fields]
+        return [(name, prefix) for name, _, prefix in parts if name not in MULTI_FIELDS]
+
+    @property
+    def multi_field(self) -> str | None:
+        """The rule's multi-valued field, if it has one."""
+        names = [spec.partition(":")[0] for spec in self.fields]
+        return next((name for name in names if name in MULTI_FIELDS), None)
+
 
 DEFAULT_RULES: tuple[BlockingRule, ...] = (
     BlockingRule("email", ("emails",)),
@@ -131,12 +143,7 @@ def record_keys(frame: MatchFrame, rule: BlockingRule) -> tuple[IntArray, list[s
     keys every record of the hub under every rule, and a loop per record and rule was most
     of that time."""
     parts: list[list[str | None]] = []
-    multi_name: str | None = None
-    for spec in rule.fields:
-        name, _, prefix = spec.partition(":")
-        if name in MULTI_FIELDS:
-            multi_name = name
-            continue
+    for name, prefix in rule.scalar_parts:
         column: list[str | None] = frame.scalar(name).tolist()
         if prefix:
             size = int(prefix)
@@ -154,6 +161,7 @@ def record_keys(frame: MatchFrame, rule: BlockingRule) -> tuple[IntArray, list[s
         stems = ["\x1f".join(v) if all(v) else None for v in zip(*parts, strict=True)]
     rows: list[int] = []
     keys: list[str] = []
+    multi_name = rule.multi_field
     if multi_name is None:
         rows = [row for row, stem in enumerate(stems) if stem is not None]
         keys = [stems[row] for row in rows]  # type: ignore[misc]
@@ -224,14 +232,11 @@ def _key_codes(frame: MatchFrame, rule: BlockingRule) -> tuple[IntArray, IntArra
     an integer code: equal keys, equal codes. Blocking sorts millions of keys, and sorting
     integers is many times faster than sorting strings."""
     combined: IntArray | None = None
-    multi_name: str | None = None
-    for spec in rule.fields:
-        name, _, prefix = spec.partition(":")
-        if name in MULTI_FIELDS:
-            multi_name = name
-            continue
+    for name, prefix in rule.scalar_parts:
+        spec = f"{name}:{prefix}"
         codes = frame.cached("prefix_codes", spec, partial(_prefix_codes, frame, name, prefix))
         combined = codes if combined is None else _combine(combined, codes)
+    multi_name = rule.multi_field
     if multi_name is None:
         assert combined is not None  # a rule has at least one field
         rows = np.flatnonzero(combined >= 0)
