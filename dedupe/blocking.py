@@ -252,8 +252,8 @@ def _key_codes(frame: MatchFrame, rule: BlockingRule) -> tuple[IntArray, IntArra
 def _prefix_codes(frame: MatchFrame, name: str, prefix: str) -> IntArray:
     """Each row's code of field ``name`` cut to ``prefix`` characters (all of it if empty);
     -1 where unknown. Cut once per distinct value, not once per row."""
-    codes, values = frame.codes(name)
-    codes = codes.astype(np.int64)
+    short_codes, values = frame.codes(name)
+    codes: IntArray = short_codes.astype(np.int64)
     if not prefix:
         return codes
     size = int(prefix)

@@ -123,7 +123,8 @@ class MatchFrame:
         little about who it is); callers count them for the operator."""
         nothing = np.ones(len(self), dtype=bool)
         for name in ("first_name", "last_name"):
-            nothing &= np.equal(self.scalar(name), None)
+            column = self.scalar(name)
+            nothing &= np.fromiter((value is None for value in column), bool, len(column))
         for name in MULTI_FIELDS:
             nothing &= np.fromiter((not values for values in self.multi(name)), bool, len(self))
         return nothing

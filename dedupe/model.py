@@ -323,9 +323,10 @@ class FellegiSunter:
             if on.size:
                 rows = levels.left[on]
                 frequency = _frequencies_of_rows(table, levels.frame, rows)
-                given = self.tf.get(table.given) if table.given else None
-                if given is not None and table.joint is not None and table.given in levels:
-                    given_level = np.asarray(levels[table.given], dtype=np.intp)[on]
+                given_name = table.given
+                given = self.tf.get(given_name) if given_name else None
+                if given_name and given and table.joint is not None and given_name in levels:
+                    given_level = np.asarray(levels[given_name], dtype=np.intp)[on]
                     both = _at_levels(given_level, given.levels)
                     frequency[both] = _conditional_frequencies(
                         table, given, levels.frame, rows[both], frequency[both]
