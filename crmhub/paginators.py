@@ -77,6 +77,11 @@ class Paginator(ABC):
     def next_page(self, response: httpx.Response, body: Body) -> NextPage | None:
         """The request for the page after ``response`` (its parsed ``body``); None at the end."""
 
+    def first_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The first page's query parameters, from the caller's (paginators that count
+        pages start counting here)."""
+        return params
+
     def pages(
         self,
         client: httpx.Client,
@@ -91,7 +96,7 @@ class Paginator(ABC):
         """
         base = dict(params or {})
         current_url: str | httpx.URL = url
-        current: dict[str, Any] | None = dict(base)
+        current: dict[str, Any] | None = self.first_params(dict(base))
         seen: set[Hashable] = set()
         while True:
             response = client.get(current_url, params=current, **request)
@@ -181,17 +186,10 @@ class OffsetPaginator(Paginator):
             params=((self.offset_param, str(self._offset)), (self.limit_param, str(self.page_size)))
         )
 
-    def pages(
-        self,
-        client: httpx.Client,
-        url: str,
-        params: Mapping[str, Any] | None = None,
-        **request: Any,
-    ) -> Iterator[tuple[httpx.Response, Body]]:
-        """As :meth:`Paginator.pages`, from offset 0 with the page size set."""
+    def first_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """From offset 0, with the page size set."""
         self._offset = 0
-        first = {**(params or {}), self.offset_param: 0, self.limit_param: self.page_size}
-        return super().pages(client, url, first, **request)
+        return {**params, self.offset_param: 0, self.limit_param: self.page_size}
 
 
 @dataclass
@@ -217,19 +215,13 @@ class PageNumberPaginator(Paginator):
             params.append((self.size_param, str(self.page_size)))
         return NextPage(params=tuple(params))
 
-    def pages(
-        self,
-        client: httpx.Client,
-        url: str,
-        params: Mapping[str, Any] | None = None,
-        **request: Any,
-    ) -> Iterator[tuple[httpx.Response, Body]]:
-        """As :meth:`Paginator.pages`, from the first page with the page size set."""
+    def first_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """From the first page, with the page size set."""
         self._page = self.first_page
-        first: dict[str, Any] = {**(params or {}), self.page_param: self.first_page}
+        first: dict[str, Any] = {**params, self.page_param: self.first_page}
         if self.size_param:
             first[self.size_param] = self.page_size
-        return super().pages(client, url, first, **request)
+        return first
 
 
 @dataclass
