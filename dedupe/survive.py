@@ -27,7 +27,10 @@ from typing import Any
 from crmhub.config import SurvivorshipSettings
 from crmhub.model import CONSENT_CHANNELS, GoldenValue
 
-__all__ = ["DEFAULT_FIELD_RULES", "GOLDEN_FIELDS", "Member", "survive"]
+__all__ = [
+    "DEFAULT_FIELD_RULES", "EMPTY_VALUES", "GOLDEN_FIELDS", "PICKERS", "Entry", "Member",
+    "field_rules", "source_rank", "survive",
+]  # fmt: skip
 
 GOLDEN_FIELDS = (
     "first_name", "last_name", "full_name", "emails", "phones", "company", "title",
@@ -72,59 +75,75 @@ def survive(
     """
     settings = settings or SurvivorshipSettings()
     ordered = sorted(members, key=Member.recency, reverse=True)  # most recent first
+    rank = source_rank(settings)
     golden: dict[str, GoldenValue] = {}
-    for name in GOLDEN_FIELDS:
+    for name, rule in field_rules(settings).items():
         if overrides and name in overrides:
             golden[name] = GoldenValue(value=overrides[name], rule="steward_override")
             continue
-        rule = settings.fields.get(name) or DEFAULT_FIELD_RULES.get(name)
-        if rule is None:
-            rule = "source_priority" if settings.source_priority else settings.default_rule
-        chosen = _RULES[rule](name, ordered, settings)
-        if chosen is not None:
-            golden[name] = chosen
+        entries = [(m.record_id, m.source, m.data[name]) for m in ordered if _has(m.data.get(name))]
+        if entries:
+            value, record_id = PICKERS[rule](entries, rank)
+            golden[name] = GoldenValue(value=value, source_record_id=record_id, rule=rule)
     return golden
 
 
+def field_rules(settings: SurvivorshipSettings) -> dict[str, str]:
+    """The rule of each golden field, in :data:`GOLDEN_FIELDS` order: the field's own, else
+    its default (:data:`DEFAULT_FIELD_RULES`), else source priority when one is configured,
+    else the configured default rule."""
+    rules: dict[str, str] = {}
+    for name in GOLDEN_FIELDS:
+        rule = settings.fields.get(name) or DEFAULT_FIELD_RULES.get(name)
+        if rule is None:
+            rule = "source_priority" if settings.source_priority else settings.default_rule
+        rules[name] = rule
+    return rules
+
+
+def source_rank(settings: SurvivorshipSettings) -> dict[str, int]:
+    """Each listed source's place in the priority order (unlisted sources come after)."""
+    return {source: i for i, source in enumerate(settings.source_priority)}
+
+
+EMPTY_VALUES: tuple[Any, ...] = (None, "", [], {})
+"""Values that mean "this record does not know": no rule picks them."""
+
+
 def _has(value: Any) -> bool:
-    return value not in (None, "", [], {})
+    return value not in EMPTY_VALUES
 
 
-def _present(name: str, ordered: Sequence[Member]) -> list[Member]:
-    return [m for m in ordered if _has(m.data.get(name))]
+Entry = tuple[int, str, Any]
+"""(record id, source, value) of a member that knows the field; a rule gets them most recent
+first."""
+
+Pick = Callable[[Sequence[Entry], Mapping[str, int]], tuple[Any, "int | None"]]
+"""A rule: from the entries and the source ranks, the golden value and where it came from."""
 
 
-def _from(member: Member, name: str, rule: str) -> GoldenValue:
-    return GoldenValue(value=member.data[name], source_record_id=member.record_id, rule=rule)
+def _most_recent(entries: Sequence[Entry], _rank: Mapping[str, int]) -> tuple[Any, int | None]:
+    record_id, _, value = entries[0]
+    return value, record_id
 
 
-def _most_recent(name: str, ordered: Sequence[Member], _s: SurvivorshipSettings) -> Any:
-    present = _present(name, ordered)
-    return _from(present[0], name, "most_recent") if present else None
-
-
-def _source_priority(name: str, ordered: Sequence[Member], s: SurvivorshipSettings) -> Any:
-    present = _present(name, ordered)
-    if not present:
-        return None
-    rank = {source: i for i, source in enumerate(s.source_priority)}
-    # Stable sort keeps recency order within a source; unlisted sources come last.
-    best = sorted(present, key=lambda m: rank.get(m.source, len(rank)))[0]
-    return _from(best, name, "source_priority")
+def _source_priority(entries: Sequence[Entry], rank: Mapping[str, int]) -> tuple[Any, int | None]:
+    # min() keeps the first of equals: recency order within a source; unlisted sources last.
+    record_id, _, value = min(entries, key=lambda e: rank.get(e[1], len(rank)))
+    return value, record_id
 
 
 def _key(value: Any) -> str:
     return repr(sorted(value.items())) if isinstance(value, dict) else repr(value)
 
 
-def _most_frequent(name: str, ordered: Sequence[Member], _s: SurvivorshipSettings) -> Any:
-    present = _present(name, ordered)
-    if not present:
-        return None
-    counts = Counter(_key(m.data[name]) for m in present)
+def _most_frequent(entries: Sequence[Entry], _rank: Mapping[str, int]) -> tuple[Any, int | None]:
+    keys = [_key(value) for _, _, value in entries]
+    counts = Counter(keys)
     top = max(counts.values())
-    best = next(m for m in present if counts[_key(m.data[name])] == top)  # most recent of them
-    return _from(best, name, "most_frequent")
+    # The most recent of the most frequent.
+    record_id, _, value = next(e for e, k in zip(entries, keys, strict=True) if counts[k] == top)
+    return value, record_id
 
 
 def _completeness(value: Any) -> int:
@@ -135,62 +154,54 @@ def _completeness(value: Any) -> int:
     return len(str(value))
 
 
-def _most_complete(name: str, ordered: Sequence[Member], _s: SurvivorshipSettings) -> Any:
-    present = _present(name, ordered)
-    if not present:
-        return None
-    top = max(_completeness(m.data[name]) for m in present)
-    best = next(m for m in present if _completeness(m.data[name]) == top)
-    return _from(best, name, "most_complete")
+def _most_complete(entries: Sequence[Entry], _rank: Mapping[str, int]) -> tuple[Any, int | None]:
+    sizes = [_completeness(value) for _, _, value in entries]
+    top = max(sizes)
+    record_id, _, value = next(e for e, size in zip(entries, sizes, strict=True) if size == top)
+    return value, record_id
 
 
-def _union(name: str, ordered: Sequence[Member], _s: SurvivorshipSettings) -> Any:
-    present = _present(name, ordered)
-    if not present:
-        return None
-    if isinstance(present[0].data[name], dict):  # identifiers: the most recent value per kind
+def _union(entries: Sequence[Entry], _rank: Mapping[str, int]) -> tuple[Any, int | None]:
+    newest = entries[0][0]
+    if isinstance(entries[0][2], dict):  # identifiers: the most recent value per kind
         merged: dict[str, Any] = {}
-        for member in reversed(present):
-            merged.update(member.data[name])
-        return GoldenValue(value=merged, source_record_id=present[0].record_id, rule="union")
+        for _, _, value in reversed(entries):
+            merged.update(value)
+        return merged, newest
     counts: Counter[str] = Counter()
     first_seen: dict[str, int] = {}
-    for position, member in enumerate(present):
-        for value in member.data[name]:
+    for position, (_, _, values) in enumerate(entries):
+        for value in values:
             counts[value] += 1
             first_seen.setdefault(value, position)
-    values = sorted(counts, key=lambda v: (-counts[v], first_seen[v], v))
-    return GoldenValue(value=values, source_record_id=present[0].record_id, rule="union")
+    return sorted(counts, key=lambda v: (-counts[v], first_seen[v], v)), newest
 
 
 _RESTRICTIVENESS = {"denied": 2, "granted": 1, "unknown": 0}
 
 
-def _most_restrictive(name: str, ordered: Sequence[Member], _s: SurvivorshipSettings) -> Any:
-    present = _present(name, ordered)
-    if not present:
-        return None
+def _most_restrictive(entries: Sequence[Entry], _rank: Mapping[str, int]) -> tuple[Any, int | None]:
     consent: dict[str, Any] = {}
     chosen_from: int | None = None
     for channel in CONSENT_CHANNELS:
         candidates = [
-            (m, m.data[name][channel])
-            for m in present
-            if isinstance(m.data[name].get(channel), dict)
+            (record_id, value[channel])
+            for record_id, _, value in entries
+            if isinstance(value.get(channel), dict)
         ]
         if not candidates:
             continue
         # The most restrictive status; among equals, the most recent record (already first).
-        member, value = max(
+        record_id, chosen = max(
             candidates, key=lambda c: _RESTRICTIVENESS.get(c[1].get("status", "unknown"), 0)
         )
-        consent[channel] = dict(value)
-        if chosen_from is None or value.get("status") == "denied":
-            chosen_from = member.record_id
-    return GoldenValue(value=consent, source_record_id=chosen_from, rule="most_restrictive")
+        consent[channel] = dict(chosen)
+        if chosen_from is None or chosen.get("status") == "denied":
+            chosen_from = record_id
+    return consent, chosen_from
 
 
-_RULES: dict[str, Callable[[str, Sequence[Member], SurvivorshipSettings], Any]] = {
+PICKERS: dict[str, Pick] = {
     "most_recent": _most_recent,
     "source_priority": _source_priority,
     "most_frequent": _most_frequent,
@@ -198,3 +209,5 @@ _RULES: dict[str, Callable[[str, Sequence[Member], SurvivorshipSettings], Any]] 
     "union": _union,
     "most_restrictive": _most_restrictive,
 }
+"""The survivorship rules by name: one implementation for :func:`survive` and for the
+hub's bulk golden records (:class:`crmhub.resolution.golden.GoldenBuilder`)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,7 +33,7 @@ from crmhub.config import SurvivorshipSettings
 from crmhub.dedupe.cluster import cluster
 from crmhub.dedupe.frame import MatchFrame
 from crmhub.dedupe.pipeline import MatchSettings, hard_identifiers
-from crmhub.dedupe.survive import DEFAULT_FIELD_RULES, GOLDEN_FIELDS
+from crmhub.dedupe.survive import EMPTY_VALUES, PICKERS, Pick, field_rules, source_rank
 from crmhub.model import CONSENT_CHANNELS
 from crmhub.resolution.bulk import driver_value, indexes_rebuilt, insert_rows, update_rows
 from crmhub.resolution.pairs import DECIDED, StoredPairs, set_statuses
@@ -489,39 +489,25 @@ def wanted_statuses(pairs: StoredPairs, customer_of: Mapping[int, str | None]) -
 
 # ---------------------------------------------------------------------- golden records
 
-_EMPTY: tuple[Any, ...] = (None, "", [], {})  # as survive() tells a value is there
-_RESTRICTIVENESS = {"denied": 2, "granted": 1, "unknown": 0}
 
 _Member = tuple[float, int, str, dict[str, Any]]  # (recency stamp, record id, source, data)
-_Rule = Callable[[str, list[_Member]], "dict[str, Any] | None"]
 
 
 class GoldenBuilder:
     """Golden records as stored: what :func:`crmhub.dedupe.survive.survive` chooses, field by
     field with its provenance, in the JSON form :class:`~crmhub.model.GoldenValue` dumps to.
 
-    The same rules, ties broken the same way; but rules are looked up once per settings, not
-    per cluster and field, members are plain tuples and values plain dicts: a tenth of the
-    time, which is most of writing a million golden records. A test holds the two equal on
-    every rule.
+    The same rules (:data:`~crmhub.dedupe.survive.PICKERS`), ties broken the same way; but
+    rules are looked up once per settings, not per cluster and field, members are plain
+    tuples and values plain dicts: a tenth of the time, which is most of writing a million
+    golden records. A test holds the two equal on every rule.
     """
 
     def __init__(self, settings: SurvivorshipSettings) -> None:
-        self._rank = {source: i for i, source in enumerate(settings.source_priority)}
-        rules: dict[str, _Rule] = {
-            "most_recent": self._most_recent,
-            "source_priority": self._source_priority,
-            "most_frequent": self._most_frequent,
-            "most_complete": self._most_complete,
-            "union": self._union,
-            "most_restrictive": self._most_restrictive,
-        }
-        self._fields: list[tuple[str, str, _Rule]] = []
-        for name in GOLDEN_FIELDS:
-            rule = settings.fields.get(name) or DEFAULT_FIELD_RULES.get(name)
-            if rule is None:
-                rule = "source_priority" if settings.source_priority else settings.default_rule
-            self._fields.append((name, rule, rules[rule]))
+        self._rank = source_rank(settings)
+        self._fields: list[tuple[str, str, Pick]] = [
+            (name, rule, PICKERS[rule]) for name, rule in field_rules(settings).items()
+        ]
 
     def build(
         self, records: Sequence[HubRecord], overrides: Mapping[str, Any] | None = None
@@ -540,7 +526,7 @@ class GoldenBuilder:
         ]
         members.sort(reverse=True)  # most recent first; ties: the higher record id first
         golden: dict[str, dict[str, Any]] = {}
-        for name, _, rule in self._fields:
+        for name, rule, pick in self._fields:
             if overrides and name in overrides:
                 golden[name] = {
                     "value": overrides[name],
@@ -548,9 +534,12 @@ class GoldenBuilder:
                     "rule": "steward_override",
                 }
                 continue
-            chosen = rule(name, members)
-            if chosen is not None:
-                golden[name] = chosen
+            entries = [
+                (m[1], m[2], m[3][name]) for m in members if m[3].get(name) not in EMPTY_VALUES
+            ]
+            if entries:
+                value, record_id = pick(entries, self._rank)
+                golden[name] = {"value": value, "source_record_id": record_id, "rule": rule}
         return golden
 
     def _single(self, record: HubRecord) -> dict[str, dict[str, Any]]:
@@ -560,7 +549,7 @@ class GoldenBuilder:
         golden: dict[str, dict[str, Any]] = {}
         for name, rule, _ in self._fields:
             value: Any = data.get(name)
-            if value in _EMPTY:
+            if value in EMPTY_VALUES:
                 continue
             if rule == "union":
                 if isinstance(value, dict):
@@ -584,98 +573,3 @@ class GoldenBuilder:
                 continue
             golden[name] = {"value": value, "source_record_id": rid, "rule": rule}
         return golden
-
-    # Each rule gets the members most recent first, as survive() orders them.
-    @staticmethod
-    def _present(name: str, members: list[_Member]) -> list[_Member]:
-        return [m for m in members if m[3].get(name) not in _EMPTY]
-
-    @staticmethod
-    def _from(member: _Member, name: str, rule: str) -> dict[str, Any]:
-        return {"value": member[3][name], "source_record_id": member[1], "rule": rule}
-
-    def _most_recent(self, name: str, members: list[_Member]) -> dict[str, Any] | None:
-        for member in members:
-            if member[3].get(name) not in _EMPTY:
-                return self._from(member, name, "most_recent")
-        return None
-
-    def _source_priority(self, name: str, members: list[_Member]) -> dict[str, Any] | None:
-        present = self._present(name, members)
-        if not present:
-            return None
-        rank, last = self._rank, len(self._rank)
-        # min() keeps the first of equals: recency order within a source, as a stable sort.
-        best = min(present, key=lambda m: rank.get(m[2], last))
-        return self._from(best, name, "source_priority")
-
-    def _most_frequent(self, name: str, members: list[_Member]) -> dict[str, Any] | None:
-        present = self._present(name, members)
-        if not present:
-            return None
-        keys = [_key(m[3][name]) for m in present]
-        counts = Counter(keys)
-        top = max(counts.values())
-        best = next(m for m, k in zip(present, keys, strict=True) if counts[k] == top)
-        return self._from(best, name, "most_frequent")
-
-    def _most_complete(self, name: str, members: list[_Member]) -> dict[str, Any] | None:
-        present = self._present(name, members)
-        if not present:
-            return None
-        sizes = [_completeness(m[3][name]) for m in present]
-        top = max(sizes)
-        best = next(m for m, size in zip(present, sizes, strict=True) if size == top)
-        return self._from(best, name, "most_complete")
-
-    def _union(self, name: str, members: list[_Member]) -> dict[str, Any] | None:
-        present = self._present(name, members)
-        if not present:
-            return None
-        if isinstance(present[0][3][name], dict):  # identifiers: the most recent per kind
-            merged: dict[str, Any] = {}
-            for member in reversed(present):
-                merged.update(member[3][name])
-            return {"value": merged, "source_record_id": present[0][1], "rule": "union"}
-        counts: Counter[str] = Counter()
-        first_seen: dict[str, int] = {}
-        for position, member in enumerate(present):
-            for value in member[3][name]:
-                counts[value] += 1
-                first_seen.setdefault(value, position)
-        values = sorted(counts, key=lambda v: (-counts[v], first_seen[v], v))
-        return {"value": values, "source_record_id": present[0][1], "rule": "union"}
-
-    def _most_restrictive(self, name: str, members: list[_Member]) -> dict[str, Any] | None:
-        present = self._present(name, members)
-        if not present:
-            return None
-        consent: dict[str, Any] = {}
-        chosen_from: int | None = None
-        for channel in CONSENT_CHANNELS:
-            candidates = [
-                (m, m[3][name][channel])
-                for m in present
-                if isinstance(m[3][name].get(channel), dict)
-            ]
-            if not candidates:
-                continue
-            member, value = max(
-                candidates, key=lambda c: _RESTRICTIVENESS.get(c[1].get("status", "unknown"), 0)
-            )
-            consent[channel] = dict(value)
-            if chosen_from is None or value.get("status") == "denied":
-                chosen_from = member[1]
-        return {"value": consent, "source_record_id": chosen_from, "rule": "most_restrictive"}
-
-
-def _key(value: Any) -> str:
-    return repr(sorted(value.items())) if isinstance(value, dict) else repr(value)
-
-
-def _completeness(value: Any) -> int:
-    if isinstance(value, dict):
-        return sum(1 for v in value.values() if v not in _EMPTY)
-    if isinstance(value, list):
-        return len(value)
-    return len(str(value))
