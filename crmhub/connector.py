@@ -26,20 +26,24 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from crmhub.http import HubClient, RateLimit, RetryPolicy
 
 __all__ = [
     "Change",
     "Connector",
     "ConnectorConfig",
     "EraseResult",
+    "HttpConnectorConfig",
+    "WebhookDelivery",
     "Page",
     "RecordProblem",
     "Stream",
     "WriteResult",
 ]
 
-Capability = Literal["read", "write", "erase"]
+Capability = Literal["read", "write", "erase", "webhook"]
 
 
 class ConnectorConfig(BaseModel):
@@ -53,6 +57,25 @@ class ConnectorConfig(BaseModel):
 
     mapping: str | None = None
     """A mapping file path or the name of a built-in mapping; defaults to the connector's own."""
+
+
+class HttpConnectorConfig(ConnectorConfig):
+    """Settings every HTTP connector has: where the API is and how hard to use it.
+
+    Subclasses give ``base_url`` the real API's address as default; tests and the sandbox
+    point it elsewhere.
+    """
+
+    base_url: str
+    """The API's base URL."""
+    requests_per_second: float | None = Field(default=None, gt=0)
+    """Start at most this many requests per second (None: as fast as the API allows)."""
+    concurrency: int = Field(default=4, ge=1)
+    """Requests in flight at once."""
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    """Tries per request (429, 5xx and connection errors are retried)."""
+    timeout: float = Field(default=30.0, gt=0)
+    """Seconds to wait for a response."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +166,17 @@ class EraseResult:
         return self.status != "failed"
 
 
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """A verified webhook delivery as records for the normal pipeline: the ``page`` of
+    ``stream`` (records and deleted ids; its ``state`` is None: a push does not move the
+    stream's cursor). ``event_id`` is the system's id of the event, if it has one."""
+
+    stream: str
+    page: Page
+    event_id: str | None = None
+
+
 class Connector:
     """Base class of every connector plugin.
 
@@ -150,8 +184,10 @@ class Connector:
         config: the validated settings of this connector instance.
         name: the instance name from ``crmhub.toml`` (defaults to the connector's ``name``);
             source records are keyed by it, so two instances of one connector stay apart.
-        http: the HTTP client the hub built for this connector (timeouts, retries, rate
-            limits, redaction, injectable transport). Connectors never build their own.
+        http_options: keyword arguments for the :class:`~crmhub.http.HubClient` the
+            connector gets as :attr:`http` (``transport``, ``sleep``, ``clock``): how the
+            hub, the tests and the sandbox inject a transport. Connectors never build their
+            own client; they describe it in :meth:`http_settings`.
     """
 
     name: ClassVar[str]
@@ -165,18 +201,51 @@ class Connector:
         config: ConnectorConfig,
         *,
         name: str | None = None,
-        http: httpx.Client | None = None,
+        http_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.instance_name = name or self.name
-        self._http = http
+        self._http_options = dict(http_options or {})
+        self._http: HubClient | None = None
 
     @property
-    def http(self) -> httpx.Client:
-        """The hub-provided HTTP client (created lazily with default settings)."""
+    def http(self) -> HubClient:
+        """The hub's HTTP client for this connector: timeouts, retries on 429 / 5xx /
+        connection errors honouring ``Retry-After``, rate limit, one response policy,
+        secrets redacted (created on first use from :meth:`http_settings`)."""
         if self._http is None:
-            self._http = httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
+            options = self.http_settings()
+            options.update(self._http_options)
+            self._http = HubClient(self.instance_name, **options)
         return self._http
+
+    def http_settings(self) -> dict[str, Any]:
+        """Keyword arguments of the connector's :class:`~crmhub.http.HubClient`.
+
+        The default reads :class:`HttpConnectorConfig` fields (base URL, rate, attempts,
+        timeout) and registers every ``SecretStr`` setting for redaction. Override to add
+        authentication (``headers`` or ``auth``), calling ``super()``.
+        """
+        config = self.config
+        secrets = [
+            value.get_secret_value()
+            for value in (getattr(config, name) for name in type(config).model_fields)
+            if isinstance(value, SecretStr)
+        ]
+        options: dict[str, Any] = {"secrets": secrets}
+        if isinstance(config, HttpConnectorConfig):
+            options.update(
+                base_url=config.base_url,
+                timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
+                retry=RetryPolicy(attempts=config.max_attempts),
+                rate=RateLimit(config.requests_per_second, config.concurrency),
+            )
+        return options
+
+    @property
+    def retries(self) -> int:
+        """HTTP requests retried so far by this instance (for the run's counts)."""
+        return self._http.retries if self._http is not None else 0
 
     def stream_names(self) -> list[str]:
         """The names of the streams this instance reads, in reading order."""
@@ -201,6 +270,21 @@ class Connector:
         """Erase records of a person from the system, one result per id. Optional."""
         raise NotImplementedError
 
+    def webhook(
+        self, headers: Mapping[str, str], body: bytes, *, now: float | None = None
+    ) -> list[WebhookDelivery]:
+        """Verify a webhook delivery's signature and turn its body into records. Optional.
+
+        Args:
+            headers: the request headers (any case).
+            body: the raw body exactly as received (signatures cover the bytes).
+            now: the current time in seconds since the epoch (tests), for the tolerance.
+
+        Raises:
+            WebhookSignatureError: the signature is missing, wrong or outside the tolerance.
+        """
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release resources (the HTTP client)."""
         if self._http is not None:
@@ -209,5 +293,5 @@ class Connector:
     @classmethod
     def capabilities(cls) -> tuple[Capability, ...]:
         """Which of read / write / erase this connector implements."""
-        every: tuple[Capability, ...] = ("read", "write", "erase")
+        every: tuple[Capability, ...] = ("read", "write", "erase", "webhook")
         return tuple(c for c in every if getattr(cls, c) is not getattr(Connector, c))

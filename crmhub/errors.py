@@ -128,6 +128,10 @@ class SkippableRecordError(ConnectorError):
     """One record cannot be fetched or written; skip it, record why, and go on."""
 
 
+class WebhookSignatureError(ConnectorError):
+    """A webhook delivery's signature is missing, wrong or too old: reject it, store nothing."""
+
+
 class DedupeError(CrmhubError):
     """Matching, merging or unmerging cannot proceed."""
 

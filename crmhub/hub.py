@@ -8,7 +8,7 @@ Everything the CLI and the web do goes through a :class:`Hub`::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -61,8 +61,17 @@ class Hub:
         plugins: the loaded plugins.
     """
 
-    def __init__(self, config: HubConfig, engine: Engine, plugins: Plugins) -> None:
+    def __init__(
+        self,
+        config: HubConfig,
+        engine: Engine,
+        plugins: Plugins,
+        *,
+        http_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.config = config
+        self.http_options = dict(http_options or {})
+        """Handed to every connector's HTTP client (e.g. ``transport``: the sandbox)."""
         self.engine = engine
         self.plugins = plugins
         self.created = False
@@ -78,13 +87,15 @@ class Hub:
         plugins: Plugins | None = None,
         create: bool = True,
         check_schema: bool = True,
+        http_options: Mapping[str, Any] | None = None,
     ) -> Hub:
         """Load the config, open the store and check its schema.
 
         A new embedded (SQLite) hub is created and migrated on first use when ``create`` is
         true; a PostgreSQL hub is never created implicitly (run ``crmhub init`` or
         ``crmhub db upgrade``). ``check_schema=False`` opens a hub at any revision, for
-        migrating it.
+        migrating it. ``http_options`` go to every connector's HTTP client (a transport
+        reaching the sandbox, for instance).
 
         Raises:
             ConfigError: the config is wrong.
@@ -95,7 +106,7 @@ class Hub:
             config_path or DEFAULT_CONFIG_NAME, connector_types=plugins.connectors()
         )
         engine = open_engine(config.hub.database_url)
-        hub = cls(config, engine, plugins)
+        hub = cls(config, engine, plugins, http_options=http_options)
         if create and is_sqlite(engine) and is_empty(engine):
             upgrade(engine)
             hub.created = True
@@ -133,6 +144,7 @@ class Hub:
             known = ", ".join(self.config.connectors) or "none"
             raise ConfigError(f"no connector named {name!r} in the config (configured: {known})")
         connector_class = self.plugins.connector(entry.type)
+        kwargs.setdefault("http_options", self.http_options)
         return connector_class(entry.settings, name=name, **kwargs)
 
     def mapping(self, name: str) -> MappingFile:
