@@ -36,10 +36,10 @@ __all__ = [
     "ConnectorConfig",
     "EraseResult",
     "HttpConnectorConfig",
-    "WebhookDelivery",
     "Page",
     "RecordProblem",
     "Stream",
+    "WebhookDelivery",
     "WriteResult",
 ]
 
