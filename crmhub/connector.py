@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -260,6 +261,13 @@ class Connector:
 
     def read(self, stream: str, state: dict[str, Any] | None) -> Iterator[Page]:
         """Yield pages of raw records of ``stream`` newer than ``state`` (``None``: all)."""
+        raise NotImplementedError
+
+    def state_since(self, stream: str, since: datetime) -> dict[str, Any]:
+        """The state from which :meth:`read` returns the records of ``stream`` changed at or
+        after ``since``: lets an operator re-read from a date, and the conformance suite ask
+        for "nothing newer than the far future". Streams without a cursor raise
+        ``NotImplementedError``."""
         raise NotImplementedError
 
     def write(self, stream: str, changes: Iterable[Change]) -> Iterator[WriteResult]:
