@@ -53,7 +53,13 @@ def runs(
     if as_json:
         print_json(rows)
         return
-    shown = ("read", "inserted", "updated", "unchanged", "deleted", "quarantined", "suppressed")
+    shown = ["read", "inserted", "updated", "unchanged", "deleted", "quarantined", "suppressed"]
+    # Columns that matter only for some runs are shown when any listed run has them.
+    shown += [
+        name
+        for name in ("echoed", "pushed", "push_failed", "retries", "rejected")
+        if any(row[name] for row in rows)
+    ]
     table = Table("run", "stream", "mode", "status", "started", "took", *shown, "error")
     for row in rows:
         took = ""

@@ -25,6 +25,7 @@ from crmhub.cli.context import (
     print_json,
     state,
 )
+from crmhub.cli.push_cmd import print_pushes, push_dict
 from crmhub.sync import StreamResult
 
 
@@ -65,13 +66,19 @@ def sync(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Read and map, report what would change, store nothing."
     ),
+    no_push: bool = typer.Option(
+        False, "--no-push", help="Pull and match only; push nothing back."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
-    """Pull records from connectors into the hub.
+    """Pull records from connectors into the hub, match them, push changed golden values.
 
-    Incremental by default: each stream resumes from its saved state. Exit code 1 if a stream
-    failed. Example: crmhub sync shop_csv --full
+    Incremental by default: each stream resumes from its saved state. After the pull, golden
+    values that changed are pushed to every connector that can write them (not with
+    --no-push or --dry-run). Exit code 1 if a stream or a push failed.
+    Example: crmhub sync shop_csv --full
     """
+    push = not no_push
     started = time.monotonic()
     with state(ctx).open_hub() as hub:
         if hub.created:
@@ -85,16 +92,23 @@ def sync(
             )
             with Progress(*columns, console=err_console, transient=False) as progress:
                 results = hub.sync(
-                    names, full=full, dry_run=dry_run, observer=_ProgressBars(progress)
+                    names,
+                    full=full,
+                    dry_run=dry_run,
+                    observer=_ProgressBars(progress),
+                    push=push,
                 )
         else:
-            results = hub.sync(names, full=full, dry_run=dry_run)
+            results = hub.sync(names, full=full, dry_run=dry_run, push=push)
+        pushes = hub.last_push or []
     elapsed = time.monotonic() - started
     if as_json:
-        print_json([_as_dict(r) for r in results])
+        print_json([_as_dict(r) for r in results] + [push_dict(p) for p in pushes])
     else:
         _print_summary(results, elapsed, dry_run)
-    if any(not r.ok for r in results):
+        if pushes:
+            print_pushes(pushes)
+    if any(not r.ok for r in results) or any(p.failed for p in pushes):
         raise typer.Exit(EXIT_FAILURES)
 
 

@@ -379,6 +379,10 @@ class _FilesConnector(Connector):
             )
         return self.config.output
 
+    def accepts_writes(self) -> bool:
+        """Pushes are appended to ``output``: without one, this instance takes none."""
+        return self.config.output is not None
+
     def write(self, stream: str, changes: Iterable[Change]) -> Iterator[WriteResult]:
         """Append changes to ``config.output``, skipping idempotency keys already there.
 

@@ -141,6 +141,8 @@ class ConnectorEntry(BaseModel):
     name: str
     type: str
     enabled: bool = True
+    push: bool = True
+    """Whether golden values are pushed to this instance (when its connector can write)."""
     settings: ConnectorConfig
 
 
@@ -233,6 +235,9 @@ def _connector_entry(
     settings = dict(entry)
     type_name = settings.pop("type", name)
     enabled = settings.pop("enabled", True)
+    push = settings.pop("push", True)
+    if not isinstance(push, bool):
+        raise ConfigError("push must be true or false", key=f"{key}.push", path=where)
     connector_class = connector_types.get(type_name)
     if connector_class is None:
         known = ", ".join(sorted(connector_types)) or "none installed"
@@ -246,7 +251,9 @@ def _connector_entry(
     except ValidationError as exc:
         raise ConfigError(_describe(exc, prefix=key), path=where) from None
     _resolve_paths(validated, base_dir)  # mapping refs are resolved by the mapping loader
-    return ConnectorEntry(name=name, type=type_name, enabled=bool(enabled), settings=validated)
+    return ConnectorEntry(
+        name=name, type=type_name, enabled=bool(enabled), push=push, settings=validated
+    )
 
 
 def _resolve_env(

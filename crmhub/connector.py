@@ -263,6 +263,11 @@ class Connector:
         """Yield pages of raw records of ``stream`` newer than ``state`` (``None``: all)."""
         raise NotImplementedError
 
+    def accepts_writes(self) -> bool:
+        """Whether this instance, as configured, takes pushes (default: whether the connector
+        implements :meth:`write`); a connector whose writes need a setting says no without it."""
+        return "write" in self.capabilities()
+
     def state_since(self, stream: str, since: datetime) -> dict[str, Any]:
         """The state from which :meth:`read` returns the records of ``stream`` changed at or
         after ``since``: lets an operator re-read from a date, and the conformance suite ask

@@ -24,6 +24,7 @@ from crmhub.errors import ConfigError, MappingError
 from crmhub.mapper import default_workers
 from crmhub.mapping import MappingFile, load_mapping
 from crmhub.plugins import Plugins
+from crmhub.push import PlanReport, PushTarget, deliver_pushes, plan_pushes
 from crmhub.resolution import Resolver, ResolveReport
 from crmhub.store import quarantine as quarantine_store
 from crmhub.store.engine import is_sqlite, open_engine
@@ -32,9 +33,27 @@ from crmhub.store.runs import Counts
 from crmhub.suppression import SuppressionList
 from crmhub.sync import Observer, StreamResult, StreamSync, sync_stream
 
-__all__ = ["Hub", "RetryOutcome"]
+__all__ = ["Hub", "PushOutcome", "RetryOutcome"]
 
 log = structlog.get_logger("crmhub.hub")
+
+
+@dataclass
+class PushOutcome:
+    """What one push did for one target stream: the plan (None if not planned) and the
+    delivery's counts."""
+
+    target: str
+    stream: str
+    plan: PlanReport | None
+    counts: Counts
+    status: str = "succeeded"
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Whether the target refused the pushes (records that failed alone do not count)."""
+        return self.status == "failed"
 
 
 @dataclass
@@ -78,6 +97,8 @@ class Hub:
         self._mappings: dict[str, MappingFile] = {}
         self.last_match: ResolveReport | None = None
         """What matching did at the end of the last :meth:`sync`."""
+        self.last_push: list[PushOutcome] | None = None
+        """What pushing did at the end of the last :meth:`sync`."""
 
     @classmethod
     def open(
@@ -219,6 +240,56 @@ class Hub:
         """Matching for this hub, with its ``[dedupe]`` and ``[survivorship]`` settings."""
         return Resolver.from_config(self.engine, self.config)
 
+    def push_targets(self, names: Sequence[str] | None = None) -> list[PushTarget]:
+        """The person streams golden values are pushed to: of the named (default: every
+        enabled) instances whose connector can write, whose mapping has a ``push`` section
+        and whose config does not say ``push = false``."""
+        targets: list[PushTarget] = []
+        for name in names or self.connector_names():
+            entry = self.config.connectors[name]
+            connector_class = self.plugins.connector(entry.type)
+            if not entry.push or "write" not in connector_class.capabilities():
+                continue
+            instance = self.connector(name)
+            instance.close()
+            if not instance.accepts_writes():
+                continue
+            mapping = self.mapping(name)
+            for stream, spec in connector_class.streams.items():
+                if spec.kind != "person":
+                    continue
+                try:
+                    stream_mapping = mapping.stream(stream)
+                except MappingError:
+                    continue
+                if stream_mapping.can_push:
+                    targets.append(PushTarget(name, stream, stream_mapping))
+        return targets
+
+    def push(self, names: Sequence[str] | None = None, *, plan: bool = True) -> list[PushOutcome]:
+        """Queue the golden values that changed (unless ``plan`` is false) and send the due
+        pushes of the named instances (default: every enabled one); see :mod:`crmhub.push`."""
+        suppressions = self.suppressions()
+        outcomes: list[PushOutcome] = []
+        for target in self.push_targets(names):
+            report = plan_pushes(self.engine, target, suppressions) if plan else None
+            connector = self.connector(target.connector)
+            try:
+                delivery = deliver_pushes(self.engine, connector, target.stream)
+            finally:
+                connector.close()
+            outcomes.append(
+                PushOutcome(
+                    target.connector,
+                    target.stream,
+                    report,
+                    delivery.counts,
+                    delivery.status,
+                    delivery.error,
+                )
+            )
+        return outcomes
+
     def sync(
         self,
         names: Sequence[str] | None = None,
@@ -227,10 +298,12 @@ class Hub:
         dry_run: bool = False,
         observer: Observer | None = None,
         match: bool = True,
+        push: bool = False,
     ) -> list[StreamResult]:
         """Sync the named connectors (default: all enabled ones), stream by stream, then match
         the new and changed person records into customers (unless ``match`` is false or this
-        is a dry run; :attr:`last_match` holds what matching did).
+        is a dry run; :attr:`last_match` holds what matching did), then push the changed
+        golden values back when ``push`` is true (:attr:`last_push` holds what it did).
 
         A stream that fails is recorded and the others still run. Configuration errors
         (unknown connector, invalid mapping) are raised before anything is read.
@@ -270,4 +343,5 @@ class Hub:
             finally:
                 connector.close()
         self.last_match = self.resolver().resolve() if match and not dry_run else None
+        self.last_push = self.push(names) if push and match and not dry_run else None
         return results

@@ -30,6 +30,7 @@ from crmhub.connector import Connector, Page
 from crmhub.errors import CrmhubError
 from crmhub.mapper import Mapper
 from crmhub.mapping import MappingFile, StreamMapping
+from crmhub.push import has_push_state, load_json, projection_hash, pushed_hashes
 from crmhub.store import quarantine as quarantine_store
 from crmhub.store import records as record_store
 from crmhub.store.runs import Counts, add_counts, finish_run, start_run
@@ -145,6 +146,7 @@ class StreamSync:
         # Ids the last finished page stored: the next page was looked up before they were.
         self._just_stored: frozenset[str] = frozenset()
         self._hasher = _Hasher(mapping.fingerprint)
+        self._echo_check = False  # whether records may come back from a push of ours
 
     def run(self, *, full: bool = False, dry_run: bool = False) -> StreamResult:
         """Read the stream (incrementally unless ``full``) and store what changed.
@@ -161,6 +163,12 @@ class StreamSync:
             )
             if not dry_run:
                 result.run_id = start_run(conn, self.source, self.stream_name, mode, _utcnow())
+            self._echo_check = (
+                self.kind == "person"
+                and self.mapping.can_push
+                and has_push_state(conn, self.source, self.stream_name)
+            )
+        retries_before = self.connector.retries
         bound = log.bind(run_id=result.run_id, connector=self.source, stream=self.stream_name)
         bound.info("sync.stream.started", mode=mode, resume=bool(state and "pass" in state))
         mapper = self._mapper(self.workers)
@@ -175,8 +183,12 @@ class StreamSync:
             bound.exception("sync.stream.crashed")
         finally:
             mapper.close()
+        retries = Counts(retries=self.connector.retries - retries_before)
+        result.counts.add(retries)
         if result.run_id is not None:
             with self.engine.begin() as conn:
+                if retries:
+                    add_counts(conn, result.run_id, retries, _utcnow())
                 finish_run(conn, result.run_id, result.status, _utcnow(), result.error)
         level = "info" if result.ok else "error"
         getattr(bound, level)(
@@ -287,6 +299,7 @@ class StreamSync:
         upserts: list[dict[str, Any]] = []
         stored_ids: list[str] = []
         quarantined = prepared.quarantined
+        pushed = self._pushed_hashes(prepared) if self._echo_check else {}
         for (external_id, digest, existed, raw), (kind, value) in zip(
             prepared.pending, outcomes, strict=True
         ):
@@ -306,6 +319,8 @@ class StreamSync:
                 stored_ids.append(external_id)
                 if deleted:
                     counts.deleted += 1
+                elif external_id in pushed and self._is_echo(row, pushed[external_id]):
+                    counts.echoed += 1  # what the hub pushed, coming back: not a change
                 elif existed or external_id in self._just_stored:
                     counts.updated += 1
                 else:
@@ -351,6 +366,20 @@ class StreamSync:
         self._just_stored = frozenset(stored_ids)
         if self.observer:
             self.observer("page", {"counts": counts, "progress": page.progress, "result": result})
+
+    def _pushed_hashes(self, prepared: _Prepared) -> dict[str, str]:
+        """The last pushed projection hash of the page's changed records, by external id."""
+        ids = [external_id for external_id, _, existed, _ in prepared.pending if existed]
+        with self.engine.connect() as conn:
+            return pushed_hashes(conn, self.source, self.stream_name, ids)
+
+    def _is_echo(self, row: dict[str, Any], last_hash: str) -> bool:
+        """Whether a record holds exactly the values the hub last pushed to it."""
+        try:
+            fields = self.mapping.to_source(load_json(row["data"]))
+        except CrmhubError:
+            return False
+        return projection_hash(fields) == last_hash
 
     def _mapper(self, workers: int) -> Mapper:
         return Mapper(

@@ -198,6 +198,11 @@ class StreamMapping:
                 return path
         return ".".join(loc) or "record"
 
+    @property
+    def can_push(self) -> bool:
+        """Whether the mapping has a ``push`` section (golden values can be written back)."""
+        return bool(self._push)
+
     def to_source(self, record: Person | Activity | Mapping[str, Any]) -> dict[str, Any]:
         """Map a canonical record back to the source system's fields (the ``push`` section).
 

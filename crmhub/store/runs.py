@@ -35,6 +35,9 @@ class Counts:
     suppressed: int = 0
     pushed: int = 0
     push_failed: int = 0
+    retries: int = 0  # HTTP requests retried (429, 5xx, connection errors)
+    rejected: int = 0  # webhook deliveries refused (bad signature)
+    echoed: int = 0  # records that came back with exactly what the hub pushed
 
     def add(self, other: Counts) -> None:
         """Add another count into this one."""

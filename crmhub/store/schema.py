@@ -42,6 +42,7 @@ __all__ = [
     "principals",
     "privacy_requests",
     "privacy_tasks",
+    "push_plans",
     "push_state",
     "quarantine",
     "source_records",
@@ -68,7 +69,7 @@ CustomerId = String(36)  # a UUID in text form: stable across backends and expor
 def _counts() -> list[Column[int]]:
     names = (
         "read", "inserted", "updated", "unchanged", "deleted", "quarantined", "suppressed",
-        "pushed", "push_failed",
+        "pushed", "push_failed", "retries", "rejected", "echoed",
     )  # fmt: skip
     return [Column(name, Integer, nullable=False, server_default="0") for name in names]
 
@@ -286,8 +287,12 @@ outbox = Table(
     Column("last_error", Text),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    # The hash of every pushed field's value at planning: once done, it becomes the
+    # record's push_state, which tells our own echo from a real change on the next pull.
+    Column("projection_hash", String(32)),
     Index(None, "status", "next_attempt_at"),
     Index(None, "customer_id"),
+    Index(None, "target", "stream", "external_id"),
 )
 
 push_state = Table(
@@ -299,6 +304,16 @@ push_state = Table(
     Column("last_hash", String(32), nullable=False),
     Column("pushed_at", Timestamp, nullable=False),
     PrimaryKeyConstraint("target", "stream", "external_id"),
+)
+
+push_plans = Table(
+    "push_plans",
+    metadata,
+    Column("target", String(64), nullable=False),
+    Column("stream", String(64), nullable=False),
+    # Golden records changed and source records seen after this were not planned yet.
+    Column("planned_until", Timestamp, nullable=False),
+    PrimaryKeyConstraint("target", "stream"),
 )
 
 audit_log = Table(
