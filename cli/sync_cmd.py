@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
     app.command("sync")(sync)
 
 
-class _ProgressBars:
+class ProgressBars:
     """One progress bar per stream, fed by the sync engine's page events."""
 
     def __init__(self, progress: Progress) -> None:
@@ -95,7 +95,7 @@ def sync(
                     names,
                     full=full,
                     dry_run=dry_run,
-                    observer=_ProgressBars(progress),
+                    observer=ProgressBars(progress),
                     push=push,
                 )
         else:

@@ -29,7 +29,17 @@ from crmhub.store.migrate import upgrade
 if TYPE_CHECKING:
     from crmhub.hub import Hub
 
-__all__ = ["SOURCE_SYSTEMS", "SYSTEM_APPS", "Sandbox"]
+__all__ = ["DEFAULT_PORTS", "LOOPBACK", "SOURCE_SYSTEMS", "SYSTEM_APPS", "Sandbox"]
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_PORTS: Mapping[str, int] = {
+    "stripe": 8701,
+    "zendesk": 8702,
+    "mailchimp": 8703,
+    "typeform": 8704,
+    "hubspot": 8705,
+}
+"""The loopback ports ``crmhub sandbox serve`` and the demo's config use."""
 
 SOURCE_SYSTEMS: Mapping[str, str] = {
     "crm": "hubspot",
@@ -66,6 +76,9 @@ class Sandbox:
         systems: which systems to run (default: all five).
         faults: fault injection shared by every app (each app also has its own
             ``faults`` attribute to switch separately).
+        ports: serve each system at ``http://127.0.0.1:PORT`` instead of its own host name
+            (what :mod:`crmhub.sandbox.server` listens on; :data:`DEFAULT_PORTS`); the
+            in-process transport then routes by port.
     """
 
     def __init__(
@@ -75,6 +88,7 @@ class Sandbox:
         seed: int = 7,
         systems: tuple[str, ...] | None = None,
         faults: Faults | None = None,
+        ports: Mapping[str, int] | None = None,
     ) -> None:
         systems = systems or tuple(SYSTEM_APPS)
         unknown = set(systems) - set(SYSTEM_APPS)
@@ -92,7 +106,9 @@ class Sandbox:
                 rows[SOURCE_SYSTEMS[source]].append(row)
         for system, app in self.apps.items():
             app.seed(rows.get(system, []))
+        self.ports = {system: ports[system] for system in self.apps} if ports else None
         self._by_host = {app.host: app for app in self.apps.values()}
+        self._by_port = {port: self.apps[s] for s, port in (self.ports or {}).items()}
 
     def app(self, system: str) -> SandboxApp:
         """The app of one system."""
@@ -100,11 +116,16 @@ class Sandbox:
 
     def base_url(self, system: str) -> str:
         """The base URL connectors use to reach ``system`` through :meth:`transport`."""
+        if self.ports:
+            return f"http://{LOOPBACK}:{self.ports[system]}"
         return f"https://{self.apps[system].host}"
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        """Answer a request with the app its host names; an unknown host cannot connect."""
-        app = self._by_host.get(request.url.host)
+        """Answer a request with the app its host (or port) names; an unknown one cannot
+        connect."""
+        url = request.url
+        app = self._by_port.get(url.port or 0) if url.host == LOOPBACK else None
+        app = app or self._by_host.get(url.host)
         if app is None:
             raise httpx.ConnectError(f"cannot reach {request.url.host}", request=request)
         return app(request)
