@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from crmhub.config import DEFAULT_CONFIG_NAME, HubConfig, load_config
 from crmhub.connector import Connector
-from crmhub.errors import ConfigError, MappingError
+from crmhub.errors import ConfigError, MappingError, WebhookSignatureError
 from crmhub.mapper import default_workers
 from crmhub.mapping import MappingFile, load_mapping
 from crmhub.plugins import Plugins
@@ -29,11 +30,11 @@ from crmhub.resolution import Resolver, ResolveReport
 from crmhub.store import quarantine as quarantine_store
 from crmhub.store.engine import is_sqlite, open_engine
 from crmhub.store.migrate import is_empty, require_current, upgrade
-from crmhub.store.runs import Counts
+from crmhub.store.runs import Counts, add_counts, finish_run, start_run
 from crmhub.suppression import SuppressionList
 from crmhub.sync import Observer, StreamResult, StreamSync, sync_stream
 
-__all__ = ["Hub", "PushOutcome", "RetryOutcome"]
+__all__ = ["Hub", "PushOutcome", "RetryOutcome", "WebhookOutcome"]
 
 log = structlog.get_logger("crmhub.hub")
 
@@ -54,6 +55,16 @@ class PushOutcome:
     def failed(self) -> bool:
         """Whether the target refused the pushes (records that failed alone do not count)."""
         return self.status == "failed"
+
+
+@dataclass
+class WebhookOutcome:
+    """What a webhook delivery did: whether its signature was accepted, the runs that
+    stored its records, and why it was refused."""
+
+    accepted: bool
+    results: list[StreamResult] = field(default_factory=list)
+    error: str | None = None
 
 
 @dataclass
@@ -235,6 +246,53 @@ class Hub:
                 instance.close()
             outcome.counts.add(counts)
         return outcome
+
+    def ingest_webhook(
+        self, name: str, headers: Mapping[str, str], body: bytes, *, match: bool = True
+    ) -> WebhookOutcome:
+        """Verify a webhook delivery for connector instance ``name`` and store its records
+        through the normal pipeline (then match them, unless ``match`` is false).
+
+        A delivery whose signature is missing, wrong or too old stores nothing; it is
+        recorded as a ``rejected`` webhook run, so refusals show in ``crmhub runs``.
+
+        Raises:
+            ConfigError: if the connector is not configured or takes no webhooks.
+        """
+        connector = self.connector(name)
+        try:
+            if "webhook" not in connector.capabilities():
+                raise ConfigError(f"connector {name!r} does not take webhooks")
+            try:
+                deliveries = connector.webhook(headers, body)
+            except WebhookSignatureError as exc:
+                self._record_rejection(name, str(exc))
+                return WebhookOutcome(False, error=str(exc))
+            suppressions = self.suppressions()
+            results = [
+                StreamSync(
+                    self.engine,
+                    connector,
+                    delivery.stream,
+                    self.mapping(name),
+                    region=self.config.hub.default_region,
+                    suppressions=suppressions,
+                ).ingest([delivery.page])
+                for delivery in deliveries
+            ]
+        finally:
+            connector.close()
+        if match and results:
+            self.last_match = self.resolver().resolve()
+        return WebhookOutcome(True, results)
+
+    def _record_rejection(self, name: str, error: str) -> None:
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            run_id = start_run(conn, name, "webhook", "webhook", now)
+            add_counts(conn, run_id, Counts(rejected=1), now)
+            finish_run(conn, run_id, "rejected", now, error)
+        log.warning("webhook.rejected", connector=name)
 
     def resolver(self) -> Resolver:
         """Matching for this hub, with its ``[dedupe]`` and ``[survivorship]`` settings."""

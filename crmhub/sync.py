@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -155,6 +155,21 @@ class StreamSync:
         would happen and nothing is stored.
         """
         mode = "dry-run" if dry_run else ("full" if full else "incremental")
+        return self._run(mode, lambda state: self.connector.read(self.stream_name, state), full)
+
+    def ingest(self, pages: Iterable[Page], *, mode: str = "webhook") -> StreamResult:
+        """Store pages that arrived rather than were read (a webhook delivery), as a run of
+        its own; their records go through the same mapping, governance and store. Pages
+        carry no state, so the stream's cursor stays where the reads left it."""
+        return self._run(mode, lambda _state: iter(pages), full=True)
+
+    def _run(
+        self,
+        mode: str,
+        read: Callable[[dict[str, Any] | None], Iterator[Page]],
+        full: bool,
+    ) -> StreamResult:
+        dry_run = mode == "dry-run"
         result = StreamResult(self.source, self.stream_name, mode, status="running")
         with self.engine.begin() as conn:
             state = None if full else load_state(conn, self.source, self.stream_name)
@@ -173,7 +188,7 @@ class StreamSync:
         bound.info("sync.stream.started", mode=mode, resume=bool(state and "pass" in state))
         mapper = self._mapper(self.workers)
         try:
-            self._consume(state, result, mapper, dry_run)
+            self._consume(read(state), result, mapper, dry_run)
             result.status = "dry-run" if dry_run else "succeeded"
         except CrmhubError as exc:  # ConnectorError and the rest: say what, keep what was stored
             result.status, result.error = "failed", str(exc)
@@ -200,7 +215,7 @@ class StreamSync:
         return result
 
     def _consume(
-        self, state: dict[str, Any] | None, result: StreamResult, mapper: Mapper, dry_run: bool
+        self, pages: Iterator[Page], result: StreamResult, mapper: Mapper, dry_run: bool
     ) -> None:
         """Read pages and store them in order, mapping the next page while writing one."""
         in_flight: deque[_Prepared] = deque()
@@ -215,7 +230,7 @@ class StreamSync:
                 raise
 
         try:
-            for page in self.connector.read(self.stream_name, state):
+            for page in pages:
                 in_flight.append(self._prepare(page, result, mapper))
                 if len(in_flight) > 1:
                     finish_oldest()
