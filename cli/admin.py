@@ -1,4 +1,4 @@
-"""Setting up a hub: ``init``, ``db upgrade|current``, ``connectors list|check``."""
+"""Setting up a hub: ``init``, ``db upgrade|current``, ``connectors list|check|new``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from crmhub.cli.context import (
 )
 from crmhub.config import DEFAULT_CONFIG_NAME
 from crmhub.errors import ConnectorError
+from crmhub.scaffold import create_connector_package
 from crmhub.store import current_revision, head_revision, safe_url, upgrade
 
 db_app = typer.Typer(help="The hub database: schema migrations.", no_args_is_help=True)
@@ -146,3 +147,22 @@ def connectors_check(
                 connector.close()
     if failed:
         raise typer.Exit(EXIT_FAILURES)
+
+
+@connectors_app.command("new")
+@handle_errors
+def connectors_new(
+    name: str = typer.Argument(..., help="The connector's name (lower case, e.g. acme_crm)."),
+    folder: Path = typer.Option(Path("."), "--folder", help="Where the package is created."),
+) -> None:
+    """Create an installable connector package: the connector, its mapping, a fake of its
+    API, the conformance test and a pyproject with the entry point.
+
+    Example: crmhub connectors new acme_crm && cd crmhub-acme-crm && pip install -e '.[test]'
+    && python -m pytest
+    """
+    root = create_connector_package(name, folder)
+    console.print(f"created {escape(str(root))}:")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        console.print(f"  {escape(str(path.relative_to(root)))}")
+    console.print(escape(f"\nnext: cd {root} && pip install -e '.[test]' && python -m pytest"))

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import parse_qsl
 
 import httpx
@@ -213,6 +213,17 @@ class SandboxApp:
         # Literal segments before captures: "/users/search" wins over "/users/{id}".
         routes.sort(key=lambda r: r[2].count("{"))
         cls._routes = routes
+
+    @classmethod
+    def seeded(cls, people: int = 30, *, seed: int = 7, **kwargs: Any) -> Self:
+        """A new app holding ``people`` synthetic people (every record of the synthetic world
+        goes to this one app); for fakes of third-party APIs in their tests."""
+        from crmhub.sandbox.people import WorldOptions, iter_world
+
+        app = cls(**kwargs)
+        app.seed_random(seed)
+        app.seed(row for _source, row in iter_world(people, WorldOptions(seed=seed)))
+        return app
 
     # ------------------------------------------------------------------ to override
     def authorized(self, request: SandboxRequest) -> bool:

@@ -45,7 +45,13 @@ from crmhub.mapping import MappingFile, load_mapping
 from crmhub.mapping.stream import StreamMapping
 from crmhub.model import Person
 
-__all__ = ["FaultyTransport", "Server", "conformance_suite", "sandbox_suite"]
+__all__ = [
+    "ConformanceSuite",
+    "FaultyTransport",
+    "Server",
+    "conformance_suite",
+    "sandbox_suite",
+]
 
 _FAR_FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
 _MAX_PAGES = 10_000  # a read with more pages than this in the suite is a paginator loop
