@@ -61,6 +61,7 @@ _SKIPPABLE = frozenset({404, 410, 422})
 _QUOTA_HEADERS = (
     ("x-ratelimit-remaining", "x-ratelimit-reset"),
     ("ratelimit-remaining", "ratelimit-reset"),
+    ("x-rate-limit-remaining", "x-rate-limit-reset"),  # Zendesk's spelling
 )
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
 from crmhub.errors import FatalError
 
@@ -60,8 +61,8 @@ def json_body(response: httpx.Response) -> Body:
     """The response's JSON body; an API that answers a listing with something else is a
     :class:`FatalError` that says where (never the body itself: it may hold personal data)."""
     try:
-        return response.json()
-    except ValueError:
+        return orjson.loads(response.content)  # several times faster than the stdlib's
+    except orjson.JSONDecodeError:
         kind = response.headers.get("content-type", "no content type")
         raise FatalError(
             f"{response.request.method} {response.request.url.path}: expected a JSON page, "

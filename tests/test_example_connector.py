@@ -132,3 +132,18 @@ def test_an_installed_example_connector_syncs_into_the_hub_over_http(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_connectors_new_writes_the_package_and_refuses_bad_names(tmp_path: Path) -> None:
+    env = {**os.environ, "CRMHUB_LOG_LEVEL": "warning"}
+    out = _crmhub(env, "connectors", "new", "acme_crm", "--folder", str(tmp_path))
+    root = tmp_path / "crmhub-acme-crm"
+    assert "next: cd" in out
+    assert (root / "crmhub_acme_crm" / "__init__.py").read_text().count("class AcmeCrm(") == 1
+    assert 'acme_crm = "crmhub_acme_crm"' in (root / "pyproject.toml").read_text()
+    new = [sys.executable, "-m", "crmhub.cli", "connectors", "new", "--folder", str(tmp_path)]
+    for bad in ("Acme", "1acme", "acme-crm"):
+        done = subprocess.run([*new, bad], env=env, capture_output=True, text=True)
+        assert done.returncode == 2 and "not a usable connector name" in done.stderr
+    again = subprocess.run([*new, "acme_crm"], env=env, capture_output=True, text=True)
+    assert again.returncode == 2 and "not empty" in again.stderr
