@@ -146,10 +146,14 @@ class Sandbox:
             out.update(app.environ())
         return out
 
-    def config_toml(self, database_url: str, *, extra: str = "") -> str:
+    def config_toml(
+        self, database_url: str, *, hub: Mapping[str, Any] | None = None, extra: str = ""
+    ) -> str:
         """A ``crmhub.toml`` for a hub at ``database_url`` connected to every app here
-        (``extra`` is appended: more sections or settings)."""
-        lines = ["[hub]", f"database_url = {_toml(database_url)}", ""]
+        (``hub``: more ``[hub]`` settings; ``extra`` is appended: more sections)."""
+        lines = ["[hub]", f"database_url = {_toml(database_url)}"]
+        lines += [f"{key} = {_toml(value)}" for key, value in (hub or {}).items()]
+        lines.append("")
         for system in self.apps:
             lines.append(f"[connectors.{system}]")
             lines += [f"{key} = {_toml(value)}" for key, value in self.settings(system).items()]
@@ -161,6 +165,7 @@ class Sandbox:
         folder: str | Path,
         database_url: str | None = None,
         *,
+        hub: Mapping[str, Any] | None = None,
         extra_config: str = "",
         **http_options: Any,
     ) -> Hub:
@@ -168,14 +173,15 @@ class Sandbox:
         in-process (SQLite in ``folder`` unless ``database_url`` names another database).
 
         The sandbox credentials are put into this process's environment, where the config's
-        ``env:`` references find them. ``http_options`` go to every connector's client
+        ``env:`` references find them; ``hub`` adds ``[hub]`` settings (``secret`` as an
+        ``env:`` reference, ``default_region``). ``http_options`` go to every connector's client
         (``sleep`` to skip real waits in tests, for instance).
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         url = database_url or f"sqlite:///{folder / 'crmhub.db'}"
         path = folder / "crmhub.toml"
-        path.write_text(self.config_toml(url, extra=extra_config), encoding="utf-8")
+        path.write_text(self.config_toml(url, hub=hub, extra=extra_config), encoding="utf-8")
         os.environ.update(self.environ())
         engine = open_engine(url)
         try:
