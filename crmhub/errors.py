@@ -39,6 +39,7 @@ __all__ = [
     "RetriableError",
     "SkippableRecordError",
     "StoreError",
+    "WebhookSignatureError",
 ]
 
 
