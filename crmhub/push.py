@@ -137,8 +137,9 @@ def _golden_values(golden: Mapping[str, Any], record: Mapping[str, Any]) -> dict
 def _changed_fields(desired: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
     """The fields to send: desired values that are not empty and differ from the source's.
 
-    A nested value (an address) is sent whole, the source's parts filling the desired
-    value's empty ones, so that a push never blanks part of it.
+    A nested value (an address, Mailchimp's ``merge_fields``) is sent whole: the source's
+    value with the desired non-empty parts laid over it, at every depth, so that a push never
+    blanks part of it.
     """
     out: dict[str, Any] = {}
     for key, value in desired.items():
@@ -147,12 +148,26 @@ def _changed_fields(desired: Mapping[str, Any], current: Mapping[str, Any]) -> d
         have = current.get(key)
         if isinstance(value, dict):
             base = have if isinstance(have, dict) else {}
-            merged = {**base, **{k: v for k, v in value.items() if v not in EMPTY_VALUES}}
+            merged = _overlay(base, value)
             if merged != base:
                 out[key] = merged
         elif value != have:
             out[key] = value
     return out
+
+
+def _overlay(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with the non-empty values of ``top`` laid over it, nested dicts merged."""
+    merged = dict(base)
+    for key, value in top.items():
+        if value in EMPTY_VALUES:
+            continue
+        below = merged.get(key)
+        if isinstance(value, dict) and isinstance(below, dict):
+            merged[key] = _overlay(below, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _new_key() -> str:

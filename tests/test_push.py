@@ -222,3 +222,15 @@ def test_a_sync_without_push_queues_nothing(hub: Hub, engine: Engine) -> None:
     hub.sync()
     assert hub.last_push is None
     assert _outbox(engine) == []
+
+
+def test_nested_values_are_overlaid_never_blanked() -> None:
+    from crmhub.push import _changed_fields
+
+    current = {"merge_fields": {"FNAME": "Ada", "ADDRESS": {"addr1": "1 Main St", "city": "Leeds"}}}
+    desired = {"merge_fields": {"FNAME": None, "ADDRESS": {"addr1": None, "city": "London"}}}
+    assert _changed_fields(desired, current) == {
+        "merge_fields": {"FNAME": "Ada", "ADDRESS": {"addr1": "1 Main St", "city": "London"}}
+    }
+    assert _changed_fields({"phone": None, "email": ""}, {"phone": "+44"}) == {}
+    assert _changed_fields(current, current) == {}
