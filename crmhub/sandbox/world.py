@@ -147,16 +147,25 @@ class Sandbox:
         return out
 
     def config_toml(
-        self, database_url: str, *, hub: Mapping[str, Any] | None = None, extra: str = ""
+        self,
+        database_url: str,
+        *,
+        hub: Mapping[str, Any] | None = None,
+        connectors: Mapping[str, Any] | None = None,
+        extra: str = "",
     ) -> str:
         """A ``crmhub.toml`` for a hub at ``database_url`` connected to every app here
-        (``hub``: more ``[hub]`` settings; ``extra`` is appended: more sections)."""
+        (``hub``: more ``[hub]`` settings; ``connectors``: settings added to every connector,
+        such as ``max_attempts``; ``extra`` is appended: more sections)."""
         lines = ["[hub]", f"database_url = {_toml(database_url)}"]
-        lines += [f"{key} = {_toml(value)}" for key, value in (hub or {}).items()]
+        # The synthetic world writes British numbers in national form, as people do.
+        hub_settings = {"default_region": "GB", **(hub or {})}
+        lines += [f"{key} = {_toml(value)}" for key, value in hub_settings.items()]
         lines.append("")
         for system in self.apps:
             lines.append(f"[connectors.{system}]")
-            lines += [f"{key} = {_toml(value)}" for key, value in self.settings(system).items()]
+            settings = {**self.settings(system), **(connectors or {})}
+            lines += [f"{key} = {_toml(value)}" for key, value in settings.items()]
             lines.append("")
         return "\n".join(lines) + extra
 
@@ -166,6 +175,7 @@ class Sandbox:
         database_url: str | None = None,
         *,
         hub: Mapping[str, Any] | None = None,
+        connectors: Mapping[str, Any] | None = None,
         extra_config: str = "",
         **http_options: Any,
     ) -> Hub:
@@ -174,14 +184,16 @@ class Sandbox:
 
         The sandbox credentials are put into this process's environment, where the config's
         ``env:`` references find them; ``hub`` adds ``[hub]`` settings (``secret`` as an
-        ``env:`` reference, ``default_region``). ``http_options`` go to every connector's client
-        (``sleep`` to skip real waits in tests, for instance).
+        ``env:`` reference, ``default_region``), ``connectors`` settings to every connector.
+        ``http_options`` go to every connector's client (``sleep`` to skip real waits in
+        tests; ``transport=None`` to reach the apps over real HTTP when they are served).
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         url = database_url or f"sqlite:///{folder / 'crmhub.db'}"
         path = folder / "crmhub.toml"
-        path.write_text(self.config_toml(url, hub=hub, extra=extra_config), encoding="utf-8")
+        text = self.config_toml(url, hub=hub, connectors=connectors, extra=extra_config)
+        path.write_text(text, encoding="utf-8")
         os.environ.update(self.environ())
         engine = open_engine(url)
         try:
