@@ -12,6 +12,7 @@ at once, each typed a little differently: the duplicates the hub must find.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 from collections import defaultdict
@@ -74,8 +75,8 @@ class Sandbox:
         people: how many real people the world holds (each in one or more systems).
         seed: the world's seed; equal arguments give identical systems.
         systems: which systems to run (default: all five).
-        faults: fault injection shared by every app (each app also has its own
-            ``faults`` attribute to switch separately).
+        faults: fault injection for every app (each gets its own copy, seeded apart, in
+            its ``faults`` attribute, which can be switched separately).
         ports: serve each system at ``http://127.0.0.1:PORT`` instead of its own host name
             (what :mod:`crmhub.sandbox.server` listens on; :data:`DEFAULT_PORTS`); the
             in-process transport then routes by port.
@@ -95,8 +96,10 @@ class Sandbox:
         if unknown:
             raise ValueError(f"unknown sandbox systems: {', '.join(sorted(unknown))}")
         self.apps: dict[str, SandboxApp] = {}
-        for system in systems:
-            app = app_class(system)(faults=faults)
+        for i, system in enumerate(systems):
+            # Each app its own copy: its own burst state, its own seeded choice of failures.
+            own = dataclasses.replace(faults, seed=faults.seed + i) if faults else None
+            app = app_class(system)(faults=own)
             app.seed_random(seed)
             self.apps[system] = app
         sources = tuple(s for s, system in SOURCE_SYSTEMS.items() if system in self.apps)
@@ -188,7 +191,7 @@ class Sandbox:
         ``http_options`` go to every connector's client (``sleep`` to skip real waits in
         tests; ``transport=None`` to reach the apps over real HTTP when they are served).
         """
-        folder = Path(folder)
+        folder = Path(folder).resolve()  # the config's relative paths resolve against it
         folder.mkdir(parents=True, exist_ok=True)
         url = database_url or f"sqlite:///{folder / 'crmhub.db'}"
         path = folder / "crmhub.toml"
