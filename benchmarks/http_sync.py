@@ -66,7 +66,7 @@ def _run(people: int, folder: Path) -> dict[str, object]:
         "sync_seconds": round(sync_seconds, 2),
         "records_per_second": round(records / sync_seconds),
         "match_seconds": round(match_seconds, 2),
-        "customers_created": report.customers_created if report else None,
+        "customers_created": report.settled.customers_created if report else None,
         "incremental_seconds": round(incremental_seconds, 2),
         "incremental_read": sum(r.counts.read for r in again),
         "incremental_requests": requests,

@@ -237,6 +237,7 @@ class _FilesConnector(Connector):
         )
     }
     default_mapping = "people_file"
+    join_pages = False  # `page_size` is the unit of work the user chose: one commit each
 
     def __init__(self, config: ConnectorConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)

@@ -196,6 +196,10 @@ class Connector:
     Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
     default_mapping: ClassVar[str | None] = None
     description: ClassVar[str] = ""
+    join_pages: ClassVar[bool] = True
+    """Whether the engine may store consecutive small pages in one transaction (an API's
+    pages of 100 would otherwise cost a commit each); False where the page size is a setting
+    the user chose as the unit of work."""
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ by a privacy request) are dropped before anything is stored, and only counted.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -230,7 +231,7 @@ class StreamSync:
                 raise
 
         try:
-            for page in pages:
+            for page in coalesce_pages(pages) if self.connector.join_pages else pages:
                 in_flight.append(self._prepare(page, result, mapper))
                 if len(in_flight) > 1:
                     finish_oldest()
@@ -523,6 +524,65 @@ class StreamSync:
                 stream=self.stream_name,
                 field=source_field,
             )
+
+
+COALESCE_RECORDS = 1000
+"""Pages are stored together until they hold this many records (or wait this long):"""
+COALESCE_SECONDS = 2.0
+"""one transaction per API page of 100 would spend more time committing than storing."""
+
+
+def coalesce_pages(
+    pages: Iterable[Page],
+    *,
+    records: int = COALESCE_RECORDS,
+    seconds: float = COALESCE_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Page]:
+    """Join consecutive small pages into pages of at least ``records`` records.
+
+    A joined page holds the records, problems and deletions of its pages in order, with the
+    last state among them: that state covers every record before it, so committing it with
+    all of them keeps a sync crash-safe. A page with deletions ends a joined page (a later
+    record with a deleted id must be stored after the deletion, as it came). Pages buffered
+    when the reading fails are still yielded, before the error.
+    """
+    buffer: list[Page] = []
+    held = 0
+    started = 0.0
+    iterator = iter(pages)
+    while True:
+        try:
+            page = next(iterator)
+        except StopIteration:
+            break
+        except BaseException:
+            if buffer:
+                yield _joined(buffer)
+            raise
+        if not buffer:
+            started = clock()
+        buffer.append(page)
+        held += len(page.records) + len(page.problems)
+        if held >= records or page.deleted or clock() - started >= seconds:
+            yield _joined(buffer)
+            buffer, held = [], 0
+    if buffer:
+        yield _joined(buffer)
+
+
+def _joined(pages: list[Page]) -> Page:
+    if len(pages) == 1:
+        return pages[0]
+    states = [p.state for p in pages if p.state is not None]
+    progress = [p.progress for p in pages if p.progress is not None]
+    return Page(
+        records=[r for p in pages for r in p.records],
+        state=states[-1] if states else None,
+        deleted=[d for p in pages for d in p.deleted],
+        problems=[q for p in pages for q in p.problems],
+        progress=progress[-1] if progress else None,
+    )
 
 
 def sync_stream(

@@ -359,3 +359,53 @@ def test_a_record_fixed_later_in_the_same_run_resolves_its_quarantine_row(
     [result] = hub.sync()
     assert (result.counts.quarantined, result.counts.inserted) == (1, 2)
     assert _count(engine, quarantine, quarantine.c.resolved_at.is_(None)) == 0
+
+
+def _pages(*sizes: int, deleted_at: int | None = None) -> list[Page]:
+    pages, n = [], 0
+    for i, size in enumerate(sizes):
+        records = [{"id": str(n + k)} for k in range(size)]
+        n += size
+        state = {"n": n} if i % 2 == 0 else None  # some pages keep the previous state
+        pages.append(Page(records=records, state=state, deleted=["x"] if i == deleted_at else []))
+    return pages
+
+
+def test_small_pages_are_joined_in_order_with_the_last_state() -> None:
+    from crmhub.sync import coalesce_pages
+
+    joined = list(coalesce_pages(_pages(300, 300, 300, 300, 50), records=1000))
+    assert [len(p.records) for p in joined] == [1200, 50]
+    assert [r["id"] for p in joined for r in p.records] == [str(i) for i in range(1250)]
+    assert [p.state for p in joined] == [{"n": 900}, {"n": 1250}]
+
+
+def test_a_page_with_deletions_ends_a_joined_page() -> None:
+    from crmhub.sync import coalesce_pages
+
+    joined = list(coalesce_pages(_pages(10, 10, 10, 10, deleted_at=1), records=1000))
+    assert [(len(p.records), p.deleted) for p in joined] == [(20, ["x"]), (20, [])]
+
+
+def test_pages_read_before_an_error_are_still_yielded_then_the_error() -> None:
+    from crmhub.sync import coalesce_pages
+
+    def failing() -> Iterator[Page]:
+        yield from _pages(10, 10)
+        raise RetriableError("upstream returned 503")
+
+    got: list[Page] = []
+    with pytest.raises(RetriableError):
+        for page in coalesce_pages(failing(), records=1000):
+            got.append(page)
+    assert [len(p.records) for p in got] == [20]
+
+
+def test_a_slow_stream_is_not_held_back_for_long() -> None:
+    from crmhub.sync import coalesce_pages
+
+    ticks = iter(range(0, 100, 3))  # each page arrives 3 s after the one before
+    joined = list(
+        coalesce_pages(_pages(5, 5, 5, 5), records=1000, seconds=5, clock=lambda: next(ticks))
+    )
+    assert [len(p.records) for p in joined] == [10, 10]
