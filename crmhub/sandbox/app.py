@@ -34,6 +34,9 @@ from urllib.parse import parse_qsl
 import httpx
 import orjson
 
+from crmhub.errors import NormalizationError
+from crmhub.normalize import normalize_country, normalize_phone
+
 __all__ = [
     "ApiError",
     "Faults",
@@ -41,6 +44,7 @@ __all__ = [
     "SandboxRequest",
     "basic_credentials",
     "bearer_token",
+    "e164",
     "int_param",
     "route",
 ]
@@ -345,6 +349,19 @@ def basic_credentials(request: SandboxRequest) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return user, password
+
+
+def e164(phone: str, country: str, default: str = "GB") -> str | None:
+    """A typed phone number as systems that store E.164 keep it: read in the person's country
+    (or ``default`` when it has none or an unknown one); None when it does not parse."""
+    try:
+        region = normalize_country(country) if country else default
+    except NormalizationError:
+        region = default
+    try:
+        return normalize_phone(phone, region)
+    except NormalizationError:
+        return None
 
 
 def int_param(request: SandboxRequest, name: str, default: int, *, lo: int, hi: int) -> int:

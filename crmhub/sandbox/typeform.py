@@ -39,13 +39,12 @@ from typing import Any
 import httpx
 import orjson
 
-from crmhub.errors import NormalizationError
-from crmhub.normalize import normalize_country, normalize_phone
 from crmhub.sandbox.app import (
     ApiError,
     SandboxApp,
     SandboxRequest,
     bearer_token,
+    e164,
     int_param,
     route,
 )
@@ -570,14 +569,7 @@ def _phone_answer(typed: str, country: str) -> str:
     country or else the question's preselected one (kept as typed if it does not parse)."""
     if not typed or typed.startswith("+"):
         return "+" + "".join(ch for ch in typed if ch.isdigit()) if typed else ""
-    try:
-        region = normalize_country(country) if country else _DEFAULT_COUNTRY
-    except NormalizationError:
-        region = _DEFAULT_COUNTRY
-    try:
-        return normalize_phone(typed, region)
-    except NormalizationError:
-        return typed
+    return e164(typed, country, _DEFAULT_COUNTRY) or typed
 
 
 def _ids(text: str | None) -> list[str]:

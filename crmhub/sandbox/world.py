@@ -13,6 +13,7 @@ at once, each typed a little differently: the duplicates the hub must find.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import importlib
 import os
 from collections import defaultdict
@@ -109,6 +110,10 @@ class Sandbox:
                 rows[SOURCE_SYSTEMS[source]].append(row)
         for system, app in self.apps.items():
             app.seed(rows.get(system, []))
+        # The systems' state is millions of long-lived objects that a real system would keep
+        # in its own process: out of the collector's sight, they do not make every later
+        # collection (one per so many new objects, such as a parsed page) scan them all.
+        gc.freeze()
         self.ports = {system: ports[system] for system in self.apps} if ports else None
         self._by_host = {app.host: app for app in self.apps.values()}
         self._by_port = {port: self.apps[s] for s, port in (self.ports or {}).items()}

@@ -37,13 +37,12 @@ from typing import Any
 
 import httpx
 
-from crmhub.errors import NormalizationError
-from crmhub.normalize import normalize_country, normalize_phone
 from crmhub.sandbox.app import (
     ApiError,
     SandboxApp,
     SandboxRequest,
     basic_credentials,
+    e164,
     int_param,
     route,
 )
@@ -71,19 +70,6 @@ def _iso(epoch: int) -> str:
 
 def _epoch(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
-
-
-def _e164(phone: str, country: str, default: str) -> str | None:
-    """A phone as Zendesk holds it: E.164, read in the user's country or the account's; None
-    for a number Zendesk would not have taken."""
-    try:
-        region = normalize_country(country) if country else default
-    except NormalizationError:
-        region = default
-    try:
-        return normalize_phone(phone, region)
-    except NormalizationError:
-        return None
 
 
 def _encode_cursor(stamp: int, sequence: int) -> str:
@@ -526,7 +512,7 @@ class ZendeskSandbox(SandboxApp):
             "url": f"https://{self.host}/api/v2/users/{user_id}.json",
             "name": name,
             "email": email,
-            "phone": _e164(phone, row.get("country", ""), self.account_country) if phone else None,
+            "phone": e164(phone, row.get("country", ""), self.account_country) if phone else None,
             "organization_id": org,
             "external_id": None,
             "role": "end-user",
