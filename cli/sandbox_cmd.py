@@ -78,7 +78,7 @@ def _print_summary(summary: DemoSummary) -> None:
     console.print("Where to look next:")
     for command, what in (
         (f"crmhub -c {config} runs", "every stream's run, with counts and retries"),
-        (f"crmhub -c {config} review", "the suggestions, one pair at a time"),
+        (f"crmhub -c {config} review list", "the suggestions waiting for a steward"),
         (f"crmhub -c {config} customers search smith", "golden records and their sources"),
         (f"crmhub -c {config} push --failed", "pushes that failed or wait for a retry"),
         ("crmhub sandbox serve", "the five systems on loopback, to sync again or explore"),
