@@ -36,8 +36,8 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    stop_after_delay,
 )
+from tenacity.stop import stop_base
 
 from crmhub.errors import (
     AuthError,
@@ -59,9 +59,13 @@ log = structlog.get_logger(__name__)
 
 _SKIPPABLE = frozenset({404, 410, 422})
 _QUOTA_HEADERS = (
-    ("x-ratelimit-remaining", "x-ratelimit-reset"),
-    ("ratelimit-remaining", "ratelimit-reset"),
-    ("x-rate-limit-remaining", "x-rate-limit-reset"),  # Zendesk's spelling
+    # (requests left, when they come back, seconds per unit of that header)
+    ("x-ratelimit-remaining", "x-ratelimit-reset", 1.0),
+    ("ratelimit-remaining", "ratelimit-reset", 1.0),
+    ("x-rate-limit-remaining", "x-rate-limit-reset", 1.0),  # Zendesk's spelling
+    # HubSpot sends its window's length, not the time left in it: waiting a whole window
+    # is the safe reading.
+    ("x-hubspot-ratelimit-remaining", "x-hubspot-ratelimit-interval-milliseconds", 0.001),
 )
 
 
@@ -136,6 +140,18 @@ def validate_response(response: httpx.Response, *, connector: str | None = None)
     raise FatalError(f"{where}: HTTP {status}", connector=connector, response=response)
 
 
+class _OutOfTime(stop_base):
+    """Stop retrying once ``total`` seconds have passed since the first try, by the client's
+    own (injectable) clock rather than tenacity's, so the bound holds under a fake clock."""
+
+    def __init__(self, clock: Callable[[], float], total: float) -> None:
+        self._clock, self._total = clock, total
+        self._started = clock()
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._clock() - self._started >= self._total
+
+
 class HubClient(httpx.Client):
     """``httpx.Client`` with the hub's retries, response policy, rate limit and redaction
     (see the module docstring). ``request()`` returns only successful responses; anything
@@ -184,7 +200,7 @@ class HubClient(httpx.Client):
         """Send with retries and the response policy; see the class docstring."""
         policy = self.retry_policy
         retrying = Retrying(
-            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.total),
+            stop=stop_after_attempt(policy.attempts) | _OutOfTime(self._clock, policy.total),
             wait=self._wait,
             retry=retry_if_exception_type((RetriableError, httpx.TransportError)),
             sleep=self._sleep,
@@ -228,12 +244,13 @@ class HubClient(httpx.Client):
                 self._next_start = start + 1.0 / self.rate.per_second
 
     def _note_quota(self, response: httpx.Response) -> None:
-        for remaining_name, reset_name in _QUOTA_HEADERS:
+        for remaining_name, reset_name, unit in _QUOTA_HEADERS:
             remaining = response.headers.get(remaining_name)
             if remaining is None:
                 continue
             try:
-                left, reset = int(float(remaining)), float(response.headers.get(reset_name, "1"))
+                left = int(float(remaining))
+                reset = float(response.headers.get(reset_name, str(1 / unit))) * unit
             except ValueError:
                 return  # a quota header we cannot read is ignored, not fatal
             if left <= 0:

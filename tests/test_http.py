@@ -163,3 +163,52 @@ def test_paginators_run_through_the_hub_client_with_its_retries() -> None:
     client = _client(replies, clock)
     pages = [body["results"] for _, body in CursorPaginator().pages(client, "/crm/v3/contacts")]
     assert pages == [[1], [2]] and client.retries == 1
+
+
+def test_hubspot_quota_headers_make_the_next_request_wait_a_window() -> None:
+    clock = FakeClock()
+    spent = {
+        "X-HubSpot-RateLimit-Remaining": "0",
+        "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+    }
+    client = _client(iter([httpx.Response(200, headers=spent), httpx.Response(200)]), clock)
+    client.get("/a")
+    client.get("/b")
+    assert clock.sleeps == [10.0]
+
+
+def test_retries_stop_at_the_total_time_bound() -> None:
+    clock = FakeClock()
+    replies = iter([httpx.Response(503, headers={"Retry-After": "40"})] * 10)
+    client = _client(replies, clock, retry=RetryPolicy(attempts=10, total=100, max_wait=60))
+    with pytest.raises(RetriableError):
+        client.get("/slow")
+    # 40 s waits: after the third the 100 s are spent, whatever the attempts allow.
+    assert clock.sleeps == [40.0, 40.0, 40.0] and client.retries == 3
+
+
+def test_no_more_requests_in_flight_than_the_concurrency_allows() -> None:
+    import threading
+    import time
+
+    lock, state = threading.Lock(), {"now": 0, "most": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.02)  # hold the slot long enough for the other threads to try
+        with lock:
+            state["now"] -= 1
+        return httpx.Response(200)
+
+    client = HubClient(
+        "zendesk", transport=httpx.MockTransport(handler), base_url="https://api.test",
+        rate=RateLimit(concurrency=2),
+    )  # fmt: skip
+    threads = [threading.Thread(target=client.get, args=(f"/{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state["most"] == 2
