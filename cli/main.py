@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from crmhub.cli import admin, ops, push_cmd, sandbox_cmd, steward_cmd, sync_cmd
+from crmhub.cli import admin, ops, push_cmd, sandbox_cmd, steward_cmd, sync_cmd, web_cmd
 from crmhub.cli.context import CliState, is_interactive, load_plugins
 from crmhub.config import DEFAULT_CONFIG_NAME
 from crmhub.logs import configure_logging
@@ -52,6 +52,7 @@ admin.register(app)
 sync_cmd.register(app)
 push_cmd.register(app)
 sandbox_cmd.register(app)
+web_cmd.register(app)
 ops.register(app)
 steward_cmd.register(app)
 

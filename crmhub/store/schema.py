@@ -49,6 +49,7 @@ __all__ = [
     "suppressions",
     "sync_runs",
     "sync_state",
+    "web_sessions",
 ]
 
 metadata = MetaData(
@@ -390,6 +391,23 @@ principals = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("last_used_at", Timestamp),
     Column("revoked_at", Timestamp),
+)
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    # The hash of the session cookie's value: a copy of the database lets nobody sign in.
+    Column("id_hash", String(64), primary_key=True),
+    Column(
+        "principal_id",
+        Id,
+        ForeignKey("principals.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
 )
 
 dedupe_models = Table(
