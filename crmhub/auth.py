@@ -103,8 +103,8 @@ def create_token(conn: Connection, name: str, role: str, *, actor: str = "cli") 
     """
     if role not in ROLES:
         raise AuthError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
-    if not name or len(name) > 64:
-        raise AuthError("a token needs a name of 1 to 64 characters")
+    if not name or len(name) > 48:  # "role:name" must fit the 64 characters of an actor
+        raise AuthError("a token needs a name of 1 to 48 characters")
     lock_hub(conn)
     taken = conn.execute(select(principals.c.id).where(principals.c.name == name)).first()
     if taken is not None:

@@ -174,16 +174,21 @@ def write_settled(
     """
     old_ids = {c for c in plan.old_customer.values() if c is not None}
     override_rows = _load_overrides(conn, None if whole_hub else old_ids)
-    _write_customers(conn, records, plan, override_rows, survivorship, now, report)
-    _retire_customers(
-        conn,
-        old_ids - set(plan.chosen),
-        plan.old_customer,
-        plan.customer_of,
-        override_rows,
-        now,
-        report,
-    )
+    survivors = _survivors(old_ids - set(plan.chosen), plan.old_customer, plan.customer_of)
+    # A survivor's golden record is built with the overrides it inherits from the customers
+    # merged into it, not only once a later rebuild finds them moved.
+    inherited = {k: dict(v) for k, v in override_rows.items()}
+    moves: list[tuple[str, str, str]] = []  # (field, from customer, to customer)
+    for retired, into in survivors.items():
+        if into is None:
+            continue
+        theirs = inherited.setdefault(into, {})
+        for name, value in sorted(override_rows.get(retired, {}).items()):
+            if name not in theirs:  # the survivor's own (or first inherited) override wins
+                theirs[name] = value
+                moves.append((name, retired, into))
+    _write_customers(conn, records, plan, inherited, survivorship, now, report)
+    _retire_customers(conn, survivors, moves, now, report)
     _write_links(conn, records, plan, pairs, now, whole_hub=whole_hub)
     mark_matched(conn, records.values(), plan.customer_of)
 
@@ -373,37 +378,42 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _retire_customers(
-    conn: Connection,
-    retired: set[str],
-    old_customer: dict[int, str | None],
-    customer_of: dict[int, str | None],
-    override_rows: dict[str, dict[str, Any]],
-    now: datetime,
-    report: SettleReport,
-) -> None:
-    """Point customers that lost every member at where most of them went, or remove them."""
+def _survivors(
+    retired: set[str], old_customer: dict[int, str | None], customer_of: dict[int, str | None]
+) -> dict[str, str | None]:
+    """For each customer that lost every member, where most of them went (None: nowhere,
+    the customer is removed)."""
     went_of: dict[str, Counter[str | None]] = {}
     for rid, old in old_customer.items():
         if old in retired and customer_of.get(rid) is not None:
             went_of.setdefault(old, Counter())[customer_of[rid]] += 1
+    out: dict[str, str | None] = {}
     for customer_id in sorted(retired):
         went = went_of.get(customer_id)
-        if not went:
+        out[customer_id] = min(went, key=lambda c: (-went[c], str(c))) if went else None
+    return out
+
+
+def _retire_customers(
+    conn: Connection,
+    survivors: dict[str, str | None],
+    moves: list[tuple[str, str, str]],
+    now: datetime,
+    report: SettleReport,
+) -> None:
+    """Point customers that lost every member at their survivor, or remove them; move the
+    steward overrides a survivor inherits (``moves``: field, from, to)."""
+    for name, source, heir in moves:
+        conn.execute(
+            update(overrides)
+            .where(overrides.c.customer_id == source, overrides.c.field == name)
+            .values(customer_id=heir)
+        )
+    for customer_id, into in survivors.items():
+        if into is None:
             conn.execute(delete(customers).where(_c.id == customer_id))
             report.customers_removed += 1
             continue
-        into = min(went, key=lambda c: (-went[c], str(c)))
-        assert into is not None
-        # The survivor inherits the steward's overrides it does not have itself.
-        mine = override_rows.get(customer_id, {})
-        theirs = override_rows.get(into, {})
-        for name in sorted(set(mine) - set(theirs)):
-            conn.execute(
-                update(overrides)
-                .where(overrides.c.customer_id == customer_id, overrides.c.field == name)
-                .values(customer_id=into)
-            )
         conn.execute(
             update(customers).where(_c.id == customer_id).values(merged_into=into, updated_at=now)
         )

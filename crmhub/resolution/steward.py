@@ -1,13 +1,21 @@
-"""A data steward's decisions: merge, unmerge, accept or reject a pair, and undo any of them.
+"""A data steward's decisions: merge, unmerge, accept or reject a pair, and undo any of them;
+and golden values set by hand (:meth:`Steward.override`, :meth:`Steward.clear_override`).
 
 Every decision is stored as pair statuses — the same constraints clustering honours on every
 later run (an accepted pair is a must-link, a rejected one a cannot-link) — so a decision
 survives re-scoring and full re-runs. Each one is an audit event listing the pairs it changed
 and their previous status (ids only), which is exactly what :meth:`Steward.undo` restores.
+
+An override is a golden value a steward sets for one field of one customer, with a reason; it
+wins over every survivorship rule on every later rebuild, and moves to the surviving customer
+when its customer is merged into one that has no override of that field. Its audit event holds
+the field and a hash of the value, never the value.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,20 +23,32 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from crmhub import audit
 from crmhub.dedupe.normalize import match_frame
 from crmhub.dedupe.pipeline import score_pairs
+from crmhub.dedupe.survive import EMPTY_VALUES, GOLDEN_FIELDS
 from crmhub.errors import DedupeError
+from crmhub.model import Person
+from crmhub.resolution.golden import GoldenBuilder
 from crmhub.resolution.pairs import DECIDED, comparisons_of
 from crmhub.resolution.records import load_records, persons
 from crmhub.resolution.resolver import Resolver
 from crmhub.store.dialect import lock_hub
-from crmhub.store.schema import audit_log, customers, match_pairs, source_records
+from crmhub.store.schema import audit_log, customers, match_pairs, overrides, source_records
 
-__all__ = ["Steward", "StewardError", "StewardResult", "resolve_customer"]
+__all__ = [
+    "MAX_REASON",
+    "Steward",
+    "StewardError",
+    "StewardResult",
+    "canonical_value",
+    "override_value_hash",
+    "resolve_customer",
+]
 
 _p = match_pairs.c
 UNDOABLE = frozenset({"customer.merged", "customer.unmerged", "pair.accepted", "pair.rejected"})
@@ -61,6 +81,65 @@ def resolve_customer(conn: Connection, customer_id: str) -> str | None:
             return current
         current = row[0]
     return current  # a cycle cannot be written, but never loop on one
+
+
+MAX_REASON = 2000
+"""The longest reason an override takes (characters)."""
+
+
+def canonical_value(field_name: str, value: Any, *, region: str | None = None) -> Any:
+    """``value`` as the canonical model stores it in golden field ``field_name``, normalised
+    by the model's own rules (emails lower-cased and syntax-checked, phones E.164 with
+    national numbers read in ``region``, countries ISO-2, names NFC-normalised, ...).
+
+    Raises:
+        StewardError: the field is not a golden field, or the value does not fit it, or is
+            empty (an empty override would hide the field: clear the override instead).
+    """
+    if field_name not in GOLDEN_FIELDS:
+        raise StewardError(
+            f"{field_name!r} is not a golden field (fields: {', '.join(GOLDEN_FIELDS)})"
+        )
+    if _has_nul(value):
+        raise StewardError(f"{field_name}: the value holds a NUL character")
+    data = {"source": "steward", "stream": "override", "external_id": "override"}
+    try:
+        person = Person.model_validate(
+            {**data, field_name: value}, context={"region": region} if region else None
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            ".".join(str(part) for part in error["loc"]) + f": {error['msg']}"
+            for error in exc.errors(include_url=False, include_context=False, include_input=False)
+        )
+        raise StewardError(f"not a valid {field_name}: {problems}") from None
+    dumped = person.model_dump(mode="json", exclude_none=True, include={field_name})
+    canonical = dumped.get(field_name)
+    if canonical in EMPTY_VALUES:
+        raise StewardError(
+            f"{field_name}: an override needs a value (to let the rules choose again, clear it)"
+        )
+    return canonical
+
+
+def override_value_hash(customer_id: str, field_name: str, value: Any) -> str:
+    """The hash an audit event records instead of an override's value: SHA-256 over the
+    customer, the field and the canonical value (JSON, sorted keys), so that equal values of
+    two customers do not hash alike."""
+    body = json.dumps(
+        [customer_id, field_name, value], sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _members(conn: Connection, customer_id: str) -> list[int]:
@@ -213,7 +292,136 @@ class Steward:
             )
             return StewardResult(new_event, "undo", [], len(event.details.get("changes", [])))
 
+    def override(
+        self,
+        customer_id: str,
+        field_name: str,
+        value: Any,
+        reason: str,
+        *,
+        region: str | None = None,
+    ) -> StewardResult:
+        """Set the golden value of ``field_name`` by hand (it wins over every rule until
+        cleared) and rebuild the golden record; ``reason`` is required and kept with the
+        override. ``value`` is normalised by the canonical model (:func:`canonical_value`;
+        national phone numbers are read in the customer's address country, else ``region``).
+
+        Raises:
+            StewardError: unknown customer, no reason, not a golden field, a value that
+                does not fit the field.
+        """
+        reason = (reason or "").strip()
+        if not reason:
+            raise StewardError("an override needs a reason")
+        if len(reason) > MAX_REASON or _has_nul(reason):
+            raise StewardError(f"a reason is plain text of at most {MAX_REASON} characters")
+        if field_name not in GOLDEN_FIELDS:
+            canonical_value(field_name, value)  # raises with the list of fields
+        with self._transaction() as conn:
+            c = self._customer(conn, customer_id)
+            if field_name == "phones":
+                region = self._country(conn, c) or region
+            canonical = canonical_value(field_name, value, region=region)
+            o = overrides.c
+            before = conn.execute(
+                select(o.id).where(o.customer_id == c, o.field == field_name)
+            ).first()
+            now = datetime.now(UTC)
+            values = {
+                "value": canonical,
+                "set_by": self.actor[:64],
+                "set_at": now,
+                "reason": reason,
+            }
+            if before is None:
+                conn.execute(insert(overrides).values(customer_id=c, field=field_name, **values))
+            else:
+                conn.execute(update(overrides).where(o.id == before[0]).values(**values))
+            self._rebuild(conn, c, now)
+            event_id = audit.append(
+                conn,
+                self.actor,
+                "customer.override_set",
+                subject_type="customer",
+                subject_id=c,
+                details={
+                    "field": field_name,
+                    "value_hash": override_value_hash(c, field_name, canonical),
+                    "replaced": before is not None,
+                },
+                at=now,
+            )
+            return StewardResult(event_id, "customer.override_set", [c])
+
+    def clear_override(self, customer_id: str, field_name: str) -> StewardResult:
+        """Remove the override of ``field_name``: the survivorship rules choose its golden
+        value again, and the golden record is rebuilt.
+
+        Raises:
+            StewardError: unknown customer, or no override of that field.
+        """
+        with self._transaction() as conn:
+            c = self._customer(conn, customer_id)
+            o = overrides.c
+            row = conn.execute(
+                select(o.id, o.value).where(o.customer_id == c, o.field == field_name)
+            ).first()
+            if row is None:
+                raise StewardError(f"customer {c} has no override of {field_name!r}")
+            now = datetime.now(UTC)
+            conn.execute(delete(overrides).where(o.id == row[0]))
+            self._rebuild(conn, c, now)
+            event_id = audit.append(
+                conn,
+                self.actor,
+                "customer.override_cleared",
+                subject_type="customer",
+                subject_id=c,
+                details={
+                    "field": field_name,
+                    "value_hash": override_value_hash(c, field_name, row[1]),
+                },
+                at=now,
+            )
+            return StewardResult(event_id, "customer.override_cleared", [c])
+
     # ------------------------------------------------------------------ helpers
+    def _rebuild(self, conn: Connection, customer_id: str, now: datetime) -> None:
+        """Build the golden record of ``customer_id`` from its members and overrides again
+        (as settling does), and store it if it changed."""
+        members = _members(conn, customer_id)
+        if not members:
+            return
+        records = load_records(conn, members)
+        o = overrides.c
+        chosen = {
+            name: value
+            for name, value in conn.execute(
+                select(o.field, o.value).where(o.customer_id == customer_id)
+            )
+        }
+        data = GoldenBuilder(self.resolver.survivorship).build(
+            [records[rid] for rid in members], chosen or None
+        )
+        row = conn.execute(
+            select(customers.c.data, customers.c.version).where(customers.c.id == customer_id)
+        ).one()
+        if row[0] != data:
+            conn.execute(
+                update(customers)
+                .where(customers.c.id == customer_id)
+                .values(data=data, version=row[1] + 1, updated_at=now)
+            )
+
+    def _country(self, conn: Connection, customer_id: str) -> str | None:
+        """The country of the customer's golden address, if it has one."""
+        data = conn.execute(
+            select(customers.c.data).where(customers.c.id == customer_id)
+        ).scalar_one()
+        address = (data.get("address") or {}).get("value")
+        country = address.get("country") if isinstance(address, dict) else None
+        return country if isinstance(country, str) else None
+
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
         with self.resolver.engine.begin() as conn:
