@@ -200,6 +200,12 @@ class Hub:
             )
         return self._mappings[name]
 
+    def reload_mappings(self, names: Sequence[str] | None = None) -> None:
+        """Forget loaded mappings (of ``names``, or all), so the next use reads the files
+        again: a long-running server picks up a fixed mapping before a quarantine retry."""
+        for name in list(names) if names is not None else list(self._mappings):
+            self._mappings.pop(name, None)
+
     def secret(self) -> bytes | None:
         """The hub secret that keys identifier hashes, if configured."""
         secret = self.config.hub.secret
@@ -313,8 +319,8 @@ class Hub:
             if not instance.accepts_writes():
                 continue
             mapping = self.mapping(name)
-            for stream, spec in connector_class.streams.items():
-                if spec.kind != "person":
+            for stream in instance.stream_names():  # an instance may name its own streams
+                if instance.stream(stream).kind != "person":
                     continue
                 try:
                     stream_mapping = mapping.stream(stream)

@@ -52,6 +52,8 @@ def create_app(hub: Hub) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        # Any route taking a JSON body answers 400 when the body is not JSON at all.
+        responses={400: {"description": "The request body is not valid JSON."}},
     )
     app.state.hub = hub
     app.mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), "static")
