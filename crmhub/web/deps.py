@@ -4,7 +4,7 @@ permission the route requires, and a CSRF check on forms posted by a signed-in b
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Depends, HTTPException, Request
@@ -62,12 +62,19 @@ def viewer(request: Request, hub: Hub = Depends(get_hub)) -> Viewer:
     raise NotSignedIn("not signed in")
 
 
-def require(permission: str) -> Callable[..., Viewer]:
-    """A dependency: the viewer, if their role holds ``permission``; 403 otherwise."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-    def check(who: Viewer = Depends(viewer)) -> Viewer:
+
+def require(permission: str) -> Callable[..., Awaitable[Viewer]]:
+    """A dependency: the viewer, if their role holds ``permission`` (403 otherwise); for a
+    state-changing request from a browser session, only with the session's CSRF token (checked
+    here, before anything of the request is read, so no route can forget it)."""
+
+    async def check(request: Request, who: Viewer = Depends(viewer)) -> Viewer:
         if not who.can(permission):
             raise HTTPException(403, f"your role ({who.principal.role}) may not do this")
+        if request.method not in SAFE_METHODS:
+            await check_csrf(request, who)
         return who
 
     check.__name__ = f"require_{permission.replace('.', '_')}"
