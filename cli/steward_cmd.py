@@ -1,20 +1,27 @@
-"""Matching and stewardship: ``dedupe``, ``review``, ``merge``, ``unmerge``, ``undo``,
-``customers search|show``."""
+"""Matching and stewardship: ``dedupe`` (and ``dedupe train|report``), ``review`` (the
+interactive terminal review, and ``review list|accept|reject``), ``merge``, ``unmerge``,
+``undo``, ``customers search|show``."""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 from rich.table import Table
+from sqlalchemy import func, select
 
 from crmhub.cli.context import console, err_console, escape, handle_errors, print_json, state
 from crmhub.dedupe.files import dedupe_file
 from crmhub.dedupe.pipeline import MatchSettings
-from crmhub.errors import ConfigError
+from crmhub.errors import ConfigError, CrmhubError
+from crmhub.hub import Hub
 from crmhub.mapping import load_mapping
+from crmhub.resolution.learning import explain, learning_report, review_queue
 from crmhub.resolution.steward import Steward, StewardResult
 from crmhub.resolution.views import customer_view, search_customers
 from crmhub.store.schema import match_pairs
@@ -40,7 +47,11 @@ dedupe_app = typer.Typer(
 customers_app = typer.Typer(
     help="Golden records: search and the customer 360.", no_args_is_help=True
 )
-review_app = typer.Typer(help="Suggested matches waiting for a steward.", no_args_is_help=True)
+review_app = typer.Typer(
+    help="Suggested matches waiting for a steward: one at a time with y/n/s/u/q keys (no "
+    "subcommand), or list, accept, reject.",
+    invoke_without_command=True,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -86,6 +97,56 @@ def dedupe_train(
     with state(ctx).open_hub() as hub:
         report = hub.resolver().full(train=True)
     _print_report(report.as_dict(), as_json)
+
+
+@dedupe_app.command("report")
+@handle_errors
+def dedupe_report(
+    ctx: typer.Context,
+    refit: bool = typer.Option(
+        True, "--refit/--no-refit", help="Also train a model with the labels, in memory."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Precision and recall of the current model against steward decisions, and how many
+    pending suggestions would change band under a model refitted with them (nothing is
+    stored: `crmhub dedupe train` applies it)."""
+    with state(ctx).open_hub() as hub:
+        report = learning_report(hub.resolver(), refit=refit).as_dict()
+    if as_json:
+        print_json(report)
+        return
+    table = Table("", "", title=f"model {report['model_version']} against steward decisions")
+    labels = report["labels"]
+    table.add_row("decisions", f"{labels['accepted']:,} accepted, {labels['rejected']:,} rejected")
+    table.add_row(
+        "predicted match",
+        f"{report['predicted_match']:,} at or above auto_merge "
+        f"{report['thresholds']['auto_merge']}",
+    )
+    table.add_row("accepted among them", f"{report['true_positives']:,}")
+    for name in ("precision", "recall"):
+        value, interval = report[name], report[f"{name}_interval"]
+        text = "n/a" if value is None else f"{value:.3f}"
+        if interval is not None:
+            text += f" (95% {interval[0]:.3f}-{interval[1]:.3f})"
+        table.add_row(name, text)
+    console.print(table)
+    if refit:
+        changes = report["refit"]
+        shown = Table("band change", "pending suggestions", title="under the refitted model")
+        for key, count in sorted(changes["changes"].items()):
+            shown.add_row(key.replace("_", " "), f"{count:,}")
+        shown.add_row(
+            "total", f"{changes['would_change']:,} of {changes['pending']:,}", style="bold"
+        )
+        console.print(shown)
+        console.print(
+            f"refitted with {changes['labels_used']:,} decision(s); not stored "
+            "(apply it with: crmhub dedupe train)"
+        )
+    for note in report["notes"]:
+        console.print(f"note: {escape(note)}")
 
 
 @dedupe_app.command("file")
@@ -182,6 +243,278 @@ def undo(
     _print_result(result, as_json)
 
 
+KEYS_HELP = "y merge · n not a match · s skip · u undo last · q quit"
+
+
+def read_key(stream: TextIO | None = None) -> str:
+    """One key from the steward, lower-cased: a single keypress (raw mode, no Enter) when
+    ``stream`` (standard input by default) is a terminal, else the first character of the
+    next line, so keys can be piped in (``printf 'y\\nn\\nq\\n' | crmhub review``). The
+    end of input and Ctrl-D read as ``q``; Ctrl-C raises KeyboardInterrupt."""
+    stream = stream if stream is not None else sys.stdin
+    if stream.isatty():
+        try:
+            import select as waiting
+            import termios
+            import tty
+        except ImportError:  # no termios (Windows): read lines
+            pass
+        else:
+            fd = stream.fileno()
+            saved = termios.tcgetattr(fd)
+            try:
+                tty.setraw(fd, termios.TCSANOW)  # keys typed ahead are kept
+                byte = os.read(fd, 1)
+                if byte == b"\x1b":  # an escape sequence (arrow keys, ...): read it all, drop it
+                    while waiting.select([fd], [], [], 0.02)[0]:
+                        os.read(fd, 16)
+            finally:
+                termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+            if byte == b"\x03":
+                raise KeyboardInterrupt
+            if byte in (b"", b"\x04"):
+                return "q"
+            return byte.decode("utf-8", "replace").lower()
+    line = stream.readline()
+    if not line:
+        return "q"
+    return line.strip()[:1].lower()
+
+
+@dataclass
+class ReviewSummary:
+    """What one terminal review session did."""
+
+    merged: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    stale: int = 0
+    undone: int = 0
+    errors: int = 0
+    left: int = 0  # pending suggestions in the hub afterwards
+
+
+def review_session(
+    hub: Hub,
+    queue: list[int],
+    *,
+    actor: str,
+    blind: bool = False,
+    read: Callable[[], str] = read_key,
+) -> ReviewSummary:
+    """Show the pairs of ``queue`` one at a time and act on the steward's keys (see
+    :data:`KEYS_HELP`); a pair whose records changed since it was scored is skipped with a
+    message, one decided or dropped meanwhile silently."""
+    steward = Steward(hub.resolver(), actor)
+    comparisons = steward.resolver.settings.comparisons
+    summary = ReviewSummary()
+    done: list[tuple[int, int, bool]] = []  # (pair, audit event, accepted), this session
+    pending = list(queue)
+    position = 0
+    while position < len(pending):
+        pair_id = pending[position]
+        with hub.engine.connect() as conn:
+            view = explain(conn, pair_id, comparisons)
+        if view is None or view["status"] != "pending":
+            position += 1
+            continue
+        if view["stale"]:
+            changed = ", ".join(str(r) for r in view["changed_records"])
+            console.print(
+                f"[yellow]pair {pair_id}: record {changed} changed since the pair was scored; "
+                "skipped (the next matching run scores it again)[/]"
+            )
+            summary.stale += 1
+            position += 1
+            continue
+        _render_pair(view, position + 1, len(pending), blind)
+        while True:
+            console.print(f"[bold]{KEYS_HELP}[/] > ", end="")
+            key = read()
+            console.print(key)
+            if key in ("y", "n", "s", "u", "q"):
+                break
+            console.print(f"[red]no key {escape(key)!r}[/]: {KEYS_HELP}")
+        if key == "q":
+            break
+        if key == "s":
+            summary.skipped += 1
+            position += 1
+        elif key in ("y", "n"):
+            try:
+                result = steward.decide(pair_id, key == "y", "terminal review", check_fresh=True)
+            except CrmhubError as exc:
+                console.print(f"[red]pair {pair_id}: {escape(str(exc))}[/]")
+                summary.errors += 1
+                position += 1
+                continue
+            done.append((pair_id, result.event_id, key == "y"))
+            if key == "y":
+                summary.merged += 1
+            else:
+                summary.rejected += 1
+            console.print(
+                f"pair {pair_id}: {'merged' if key == 'y' else 'not a match'} "
+                f"(event {result.event_id})"
+            )
+            position += 1
+        elif not done:
+            console.print("nothing to undo in this session")
+        else:
+            undone_pair, event_id, accepted = done.pop()
+            try:
+                steward.undo(event_id, "terminal review")
+            except CrmhubError as exc:
+                console.print(f"[red]undo of event {event_id}: {escape(str(exc))}[/]")
+                summary.errors += 1
+                continue
+            summary.undone += 1
+            if accepted:
+                summary.merged -= 1
+            else:
+                summary.rejected -= 1
+            console.print(f"undone: pair {undone_pair} is pending again (event {event_id})")
+            # Shown again next: the steward undid it to decide it again.
+            if position < len(pending) and pending[position] == undone_pair:
+                continue
+            pending.insert(position, undone_pair)
+    with hub.engine.connect() as conn:
+        summary.left = int(
+            conn.execute(
+                select(func.count())
+                .select_from(match_pairs)
+                .where(match_pairs.c.status == "pending")
+            ).scalar_one()
+        )
+    return summary
+
+
+_AGREEMENT_STYLE = {"same": "", "overlap": "yellow", "differs": "bold red", "one_side": "dim"}
+_AGREEMENT_MARK = {"same": "=", "overlap": "~", "differs": "≠", "one_side": ""}
+
+
+def _when(stamp: str | None) -> str:
+    """An ISO timestamp to the minute."""
+    return (stamp or "")[:16].replace("T", " ")
+
+
+def _render_pair(view: dict[str, Any], position: int, total: int, blind: bool) -> None:
+    """The pair side by side, then its waterfall (scores left out when ``blind``)."""
+    left, right = view["records"]
+    title = f"pair {view['pair_id']} ({position} of {total})"
+    if not blind:
+        title += f" · probability {view['probability']:.4f}"
+    records = Table(
+        "", "", f"record {left['record_id']}", f"record {right['record_id']}", title=title
+    )
+    for label, key in (
+        ("source", None),
+        ("external id", "external_id"),
+        ("updated at source", "source_updated_at"),
+        ("first seen", "first_seen"),
+        ("last seen", "last_seen"),
+        ("customer", "customer_id"),
+    ):
+        if key is None:
+            values = [f"{side['connector']}/{side['stream']}" for side in (left, right)]
+        else:
+            values = [
+                _when(side[key]) if key.endswith(("_at", "_seen")) else str(side[key] or "")
+                for side in (left, right)
+            ]
+        records.add_row(label, "", escape(values[0]), escape(values[1]), style="cyan")
+    records.add_section()
+    for entry in view["fields"]:
+        records.add_row(
+            entry["field"].replace("_", " "),
+            _AGREEMENT_MARK[entry["agreement"]],
+            escape(entry["left"] or ""),
+            escape(entry["right"] or ""),
+            style=_AGREEMENT_STYLE[entry["agreement"]],
+        )
+    console.print(records)
+    columns = ["field", "level"] if blind else ["field", "level", "weight", "total"]
+    waterfall = Table(*columns, title="evidence" if blind else "evidence (bits)")
+    if not blind and view["prior_weight"] is not None:
+        waterfall.add_row(
+            "prior", "", f"{view['prior_weight']:+.2f}", f"{view['prior_weight']:+.2f}"
+        )
+    for step in view["waterfall"]:
+        style = "dim" if step["level"] == 0 and step["field"] != "household" else ""
+        if blind:
+            waterfall.add_row(step["field"], step["label"], style=style)
+            continue
+        weight = step["weight"]
+        colour = "green" if weight > 0 else "red" if weight < 0 else "dim"
+        waterfall.add_row(
+            step["field"],
+            step["label"],
+            f"[{colour}]{weight:+.2f}[/]",
+            f"{step['cumulative']:+.2f}",
+            style=style,
+        )
+    if not blind:
+        waterfall.add_section()
+        final = view["waterfall"][-1]["cumulative"] if view["waterfall"] else None
+        waterfall.add_row(
+            "total",
+            f"p = {view['probability']:.4f}",
+            f"{view['weight']:+.2f}",
+            "" if final is None else f"{final:+.2f}",
+            style="bold",
+        )
+    console.print(waterfall)
+
+
+@review_app.callback()
+@handle_errors
+def review(
+    ctx: typer.Context,
+    connector: str | None = typer.Option(
+        None, "--connector", help="Only pairs with a record from this connector."
+    ),
+    min_probability: float | None = typer.Option(
+        None, "--min", min=0.0, max=1.0, help="Only pairs at or above this probability."
+    ),
+    max_probability: float | None = typer.Option(
+        None, "--max", min=0.0, max=1.0, help="Only pairs at or below this probability."
+    ),
+    blind: bool = typer.Option(False, "--blind", help="Hide probabilities and weights."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Review at most this many."),
+) -> None:
+    """Review pending suggestions one at a time, most uncertain first: both records side by
+    side, the evidence field by field; y merge, n not a match, s skip, u undo the last
+    decision of this session, q quit. Every decision is audited.
+
+    Example: crmhub review --connector stripe --blind
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    with state(ctx).open_hub() as hub:
+        with hub.engine.connect() as conn:
+            queue = review_queue(
+                conn,
+                connector=connector,
+                min_probability=min_probability,
+                max_probability=max_probability,
+                limit=limit,
+            )
+        if not queue:
+            console.print("no pending suggestions to review")
+            return
+        try:
+            summary = review_session(hub, queue, actor=_actor(), blind=blind)
+        except KeyboardInterrupt:
+            console.print("\ninterrupted: decisions made so far are kept")
+            raise typer.Exit(130) from None
+    console.print(
+        f"reviewed: {summary.merged} merged, {summary.rejected} not a match, "
+        f"{summary.skipped} skipped, {summary.stale} stale, {summary.undone} undone"
+        + (f", {summary.errors} failed" if summary.errors else "")
+        + f"; {summary.left} pending suggestion(s) left"
+    )
+
+
 @review_app.command("list")
 @handle_errors
 def review_list(
@@ -190,12 +523,10 @@ def review_list(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Pending suggestions, most likely matches first."""
-    from sqlalchemy import select
-
     p = match_pairs.c
     with state(ctx).open_hub() as hub, hub.engine.connect() as conn:
         rows = [
-            dict(row)
+            {str(key): value for key, value in row.items()}  # plain str keys, for JSON
             for row in conn.execute(
                 select(p.id, p.left_id, p.right_id, p.probability, p.weight)
                 .where(p.status == "pending")

@@ -40,12 +40,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from crmhub.config import HubConfig, SurvivorshipSettings
 from crmhub.dedupe.builtin import MIN_TRAINING_RECORDS
-from crmhub.dedupe.compare import compare
 from crmhub.dedupe.normalize import match_frame
 from crmhub.dedupe.pipeline import (
     MatchResult,
     MatchSettings,
-    ScoredPairs,
     match_records,
     score_pairs,
 )
@@ -65,6 +63,7 @@ from crmhub.resolution.keys import (
     replace_keys,
     rewrite_all_keys,
 )
+from crmhub.resolution.learning import refine_with_labels
 from crmhub.resolution.models import (
     StoredModel,
     active_model,
@@ -414,33 +413,11 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-MIN_LABELLED_MATCHES = 50
-"""Accepted pairs needed before steward decisions set the model's m probabilities."""
-
-
 def _refine_with_decisions(conn: Connection, result: MatchResult, settings: MatchSettings) -> int:
-    """Fit m (and u, given enough rejections) from steward decisions on this data, and score
-    the pairs again with the refined model; returns the decisions used (0: too few)."""
-    p = match_pairs.c
-    decided = conn.execute(
-        select(p.left_id, p.right_id, p.status).where(p.status.in_(("accepted", "rejected")))
-    ).all()
-    if sum(status == "accepted" for _, _, status in decided) < MIN_LABELLED_MATCHES:
-        return 0
-    row_of = {rid: row for row, rid in enumerate(result.frame.ids.tolist())}
-    usable = [
-        (row_of[a], row_of[b], s == "accepted")
-        for a, b, s in decided
-        if a in row_of and b in row_of
-    ]
-    left = np.array([a for a, _, _ in usable], dtype=np.int64)
-    right = np.array([b for _, b, _ in usable], dtype=np.int64)
-    levels = compare(result.frame, left, right, settings.comparisons)
-    result.model.fit_labels(levels, np.array([m for _, _, m in usable], dtype=bool))
-    result.pairs = ScoredPairs.of(
-        result.pairs.left, result.pairs.right, result.pairs.levels, result.model
-    )
-    return len(usable)
+    """Blend the stewards' decisions into the model just trained (see
+    :mod:`crmhub.resolution.learning`) and score the pairs again with it; returns the
+    decisions used."""
+    return refine_with_labels(conn, result, settings).used
 
 
 def connected_group(conn: Connection, record_ids: Iterable[int], auto_merge: float) -> set[int]:

@@ -42,6 +42,7 @@ from crmhub.store.schema import audit_log, customers, match_pairs, overrides, so
 
 __all__ = [
     "MAX_REASON",
+    "StalePair",
     "Steward",
     "StewardError",
     "StewardResult",
@@ -56,6 +57,30 @@ UNDOABLE = frozenset({"customer.merged", "customer.unmerged", "pair.accepted", "
 
 class StewardError(DedupeError):
     """A decision that cannot be made (unknown customer, record not a member, ...)."""
+
+
+class StalePair(StewardError):
+    """A record of the pair changed since the pair was scored: look at it again."""
+
+
+def _require_fresh(conn: Connection, pair_id: int, scored: dict[int, str | None]) -> None:
+    rows = conn.execute(
+        select(
+            source_records.c.id, source_records.c.content_hash, source_records.c.deleted_at
+        ).where(source_records.c.id.in_(list(scored)))
+    ).all()
+    now = {rid: (digest, deleted) for rid, digest, deleted in rows}
+    changed = sorted(
+        rid
+        for rid, digest in scored.items()
+        if rid not in now or now[rid][1] is not None or (digest and now[rid][0] != digest)
+    )
+    if changed:
+        which = ", ".join(str(rid) for rid in changed)
+        raise StalePair(
+            f"pair {pair_id}: source record {which} changed since the pair was scored; "
+            "nothing was decided: look at the pair again"
+        )
 
 
 @dataclass
@@ -215,12 +240,23 @@ class Steward:
             )
             return StewardResult(event_id, "customer.unmerged", [c, new_customer], len(changes))
 
-    def decide(self, pair_id: int, accept: bool, reason: str = "") -> StewardResult:
-        """Accept (a match) or reject (not a match) a scored pair, usually a suggestion."""
+    def decide(
+        self, pair_id: int, accept: bool, reason: str = "", *, check_fresh: bool = False
+    ) -> StewardResult:
+        """Accept (a match) or reject (not a match) a scored pair, usually a suggestion.
+
+        With ``check_fresh`` (a steward looking at the pair as it was scored), the decision
+        is refused with :class:`StalePair` when either record changed or was deleted since
+        then; the check runs under the hub's write lock, so nothing can change in between.
+        """
         with self._transaction() as conn:
-            row = conn.execute(select(_p.left_id, _p.right_id).where(_p.id == pair_id)).first()
+            row = conn.execute(
+                select(_p.left_id, _p.right_id, _p.left_hash, _p.right_hash).where(_p.id == pair_id)
+            ).first()
             if row is None:
                 raise StewardError(f"no pair {pair_id}")
+            if check_fresh:
+                _require_fresh(conn, pair_id, {row[0]: row[2], row[1]: row[3]})
             now = datetime.now(UTC)
             status = "accepted" if accept else "rejected"
             changes = self._set_pairs(conn, [(row[0], row[1], status)], reason, now)
