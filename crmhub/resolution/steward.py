@@ -246,16 +246,21 @@ class Steward:
         """Accept (a match) or reject (not a match) a scored pair, usually a suggestion.
 
         With ``check_fresh`` (a steward looking at the pair as it was scored), the decision
-        is refused with :class:`StalePair` when either record changed or was deleted since
-        then; the check runs under the hub's write lock, so nothing can change in between.
+        is refused with :class:`StalePair` when the pair is no longer pending or either
+        record changed or was deleted since it was scored; the check runs under the hub's
+        write lock, so nothing can change in between.
         """
         with self._transaction() as conn:
             row = conn.execute(
-                select(_p.left_id, _p.right_id, _p.left_hash, _p.right_hash).where(_p.id == pair_id)
+                select(_p.left_id, _p.right_id, _p.left_hash, _p.right_hash, _p.status).where(
+                    _p.id == pair_id
+                )
             ).first()
             if row is None:
                 raise StewardError(f"no pair {pair_id}")
             if check_fresh:
+                if row[4] != "pending":
+                    raise StalePair(f"pair {pair_id} was decided meanwhile ({row[4]})")
                 _require_fresh(conn, pair_id, {row[0]: row[2], row[1]: row[3]})
             now = datetime.now(UTC)
             status = "accepted" if accept else "rejected"
