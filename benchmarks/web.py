@@ -111,6 +111,9 @@ def _build(records: int, pending: int) -> None:
 
 
 def _measure(requests: int) -> dict[str, object]:
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
     from sqlalchemy import func, select
 

@@ -29,6 +29,7 @@ from crmhub.errors import ConnectorError, CrmhubError
 from crmhub.hub import Hub, WebhookOutcome
 from crmhub.store.runs import Counts
 from crmhub.web.deps import get_hub
+from crmhub.web.ops import RunCounts
 
 __all__ = ["MAX_BODY", "UNAUTHENTICATED", "router"]
 
@@ -47,19 +48,12 @@ _NOT_HANDED_ON = frozenset({"authorization", "cookie"})
 """Request headers the connector has no business seeing."""
 
 
-class WebhookRun(BaseModel):
-    """The run that stored one stream's records of the delivery."""
+class WebhookRun(RunCounts):
+    """The run that stored one stream's records of the delivery, with its counts."""
 
     stream: str
     run_id: int | None
     status: str
-    read: int
-    inserted: int
-    updated: int
-    unchanged: int
-    deleted: int
-    quarantined: int
-    suppressed: int
 
 
 class WebhookAccepted(BaseModel):
@@ -143,23 +137,7 @@ async def receive_webhook(
     if not outcome.accepted:
         raise HTTPException(401, outcome.error or "the webhook signature is not valid")
     runs = [
-        WebhookRun(
-            stream=r.stream,
-            run_id=r.run_id,
-            status=r.status,
-            **{
-                name: getattr(r.counts, name)
-                for name in (
-                    "read",
-                    "inserted",
-                    "updated",
-                    "unchanged",
-                    "deleted",
-                    "quarantined",
-                    "suppressed",
-                )
-            },
-        )
+        WebhookRun(stream=r.stream, run_id=r.run_id, status=r.status, **r.counts.as_dict())
         for r in outcome.results
     ]
     failed = [r for r in outcome.results if not r.ok]
