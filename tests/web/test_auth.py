@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -80,3 +82,26 @@ def test_pages_carry_security_headers(client: TestClient) -> None:
     response = client.get("/login")
     assert "default-src 'self'" in response.headers["content-security-policy"]
     assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_audit_verify_names_the_first_tampered_event(
+    client: TestClient, tokens: dict[str, str], web_hub: Hub, tmp_path: Path
+) -> None:
+    from sqlalchemy import update
+    from typer.testing import CliRunner
+
+    from crmhub.cli.main import app
+
+    sign_in(client, tokens["steward"])
+    with web_hub.engine.connect() as conn:
+        ids = list(conn.execute(select(audit_log.c.id).order_by(audit_log.c.id)).scalars())
+    assert len(ids) >= 5  # four tokens created, one sign-in
+    config = tmp_path / "crmhub.toml"
+    config.write_text(f'[hub]\ndatabase_url = "{web_hub.engine.url.render_as_string(False)}"\n')
+    runner = CliRunner()
+    ok = runner.invoke(app, ["--config", str(config), "audit", "verify"])
+    assert ok.exit_code == 0 and f"{len(ids)} events" in ok.output
+    with web_hub.engine.begin() as conn:  # someone edits history
+        conn.execute(update(audit_log).where(audit_log.c.id == ids[2]).values(actor="ops:mallory"))
+    bad = runner.invoke(app, ["--config", str(config), "audit", "verify"])
+    assert bad.exit_code == 1 and f"event {ids[2]}" in bad.output

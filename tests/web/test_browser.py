@@ -63,11 +63,17 @@ def test_a_steward_clears_pairs_with_the_keyboard_merges_and_unmerges(tmp_path: 
             page.wait_for_selector("#waterfall")
             first = page.url
             page.screenshot(path=str(shots / "pair.png"))
-            page.keyboard.press("s")  # skip
-            page.wait_for_url(lambda u: u != first)
+            with page.expect_navigation():
+                page.keyboard.press("s")  # skip
             second = page.url
-            page.keyboard.press("y")  # merge
-            page.wait_for_url(lambda u: u != second)
+            assert second != first
+            with page.expect_navigation():
+                page.keyboard.press("y")  # merge
+            with page.expect_navigation():
+                page.keyboard.press("u")  # undo it ...
+            page.goto(second)
+            with page.expect_navigation():
+                page.keyboard.press("y")  # ... and merge again
             page.screenshot(path=str(shots / "after-merge.png"))
         merged_pair = int(second.rstrip("/").split("/")[-1].split("?")[0])
         with hub.engine.connect() as conn:
@@ -86,15 +92,22 @@ def test_a_steward_clears_pairs_with_the_keyboard_merges_and_unmerges(tmp_path: 
             page.click("button[type=submit]")
             page.wait_for_url(f"{url}/customers/{customer}*")
             page.screenshot(path=str(shots / "customer.png"))
-            page.locator("form[action$='/unmerge'] button").first.click()
-            page.wait_for_load_state()
+            page.select_option("#override-field", "title")
+            page.fill("#override-value", "Head of Data")
+            page.fill("#override-reason", "confirmed by phone")
+            with page.expect_navigation():
+                page.click("form[action$='/override'] button[type=submit]")
+            assert "Head of Data" in page.text_content("main")
+            with page.expect_navigation():
+                page.locator("form[action$='/unmerge'] button").first.click()
             page.screenshot(path=str(shots / "after-unmerge.png"))
         with hub.engine.connect() as conn:
             actions = list(conn.execute(select(audit_log.c.action)).scalars())
             members = conn.execute(
                 select(func.count()).where(source_records.c.customer_id == customer)
             ).scalar_one()
-    assert "pair.accepted" in actions and "customer.unmerged" in actions
+    assert actions.count("pair.accepted") == 2 and "undo" in actions
+    assert "customer.override_set" in actions and "customer.unmerged" in actions
     assert members >= 1
     for name in ("queue", "pair", "after-merge", "customer", "after-unmerge"):
         assert (shots / f"{name}.png").stat().st_size > 1000, name
