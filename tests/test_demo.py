@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -43,3 +44,14 @@ def test_crmhub_demo_prints_the_summary_and_where_to_look_next(tmp_path: Path) -
     for system in SYSTEM_APPS:
         assert system in done.stdout
     assert (tmp_path / "crmhub-demo" / "crmhub.db").exists()
+    # The commands it suggests work in a shell that exported nothing.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CRMHUB_SANDBOX_")}
+    runs = subprocess.run(
+        [sys.executable, "-m", "crmhub.cli", "-c", "crmhub-demo/crmhub.toml", "runs", "--json"],
+        cwd=tmp_path,
+        env={**clean, "CRMHUB_LOG_LEVEL": "warning"},
+        capture_output=True,
+        text=True,
+    )
+    assert runs.returncode == 0, runs.stderr
+    assert {run["connector"] for run in json.loads(runs.stdout)} >= set(SYSTEM_APPS)

@@ -31,7 +31,14 @@ from crmhub.store.migrate import upgrade
 if TYPE_CHECKING:
     from crmhub.hub import Hub
 
-__all__ = ["DEFAULT_PORTS", "LOOPBACK", "SOURCE_SYSTEMS", "SYSTEM_APPS", "Sandbox"]
+__all__ = [
+    "DEFAULT_PORTS",
+    "LOOPBACK",
+    "SOURCE_SYSTEMS",
+    "SYSTEM_APPS",
+    "Sandbox",
+    "sandbox_environ",
+]
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_PORTS: Mapping[str, int] = {
@@ -60,6 +67,15 @@ SYSTEM_APPS: Mapping[str, str] = {
     "hubspot": "crmhub.sandbox.hubspot:HubspotSandbox",
 }
 """The app class of each system (imported when first used)."""
+
+
+def sandbox_environ() -> dict[str, str]:
+    """The environment variables of every sandbox app's default credentials (public values:
+    they unlock only the sandbox)."""
+    out: dict[str, str] = {}
+    for system in SYSTEM_APPS:
+        out.update(app_class(system)().environ())
+    return out
 
 
 def app_class(system: str) -> type[SandboxApp]:
