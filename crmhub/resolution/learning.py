@@ -51,7 +51,7 @@ from crmhub.dedupe.compare import DEFAULT_COMPARISONS, Comparison, compare
 from crmhub.dedupe.model import FellegiSunter, Levels
 from crmhub.dedupe.normalize import match_frame
 from crmhub.dedupe.pipeline import MatchResult, MatchSettings, ScoredPairs, match_records
-from crmhub.resolution.pairs import DECIDED
+from crmhub.resolution.pairs import DECIDED, changed_since_scored
 from crmhub.resolution.records import load_records, persons, read_people
 from crmhub.store.schema import match_pairs, source_records
 
@@ -444,20 +444,7 @@ def stale_records(conn: Connection, pair_id: int) -> list[int] | None:
     ).first()
     if row is None:
         return None
-    current = {
-        rid: (content_hash, deleted)
-        for rid, content_hash, deleted in conn.execute(
-            select(_s.id, _s.content_hash, _s.deleted_at.is_not(None)).where(
-                _s.id.in_([row[0], row[1]])
-            )
-        )
-    }
-    changed: list[int] = []
-    for rid, scored_hash in ((row[0], row[2]), (row[1], row[3])):
-        now = current.get(rid)
-        if now is None or bool(now[1]) or now[0] != scored_hash:
-            changed.append(int(rid))
-    return changed
+    return changed_since_scored(conn, {row[0]: row[2], row[1]: row[3]})
 
 
 DISPLAY_FIELDS: tuple[str, ...] = (

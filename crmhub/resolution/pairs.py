@@ -24,12 +24,13 @@ from crmhub.dedupe.model import FellegiSunter
 from crmhub.dedupe.pipeline import ScoredPairs
 from crmhub.resolution.bulk import driver_value, indexes_rebuilt, insert_rows, update_rows
 from crmhub.store.dialect import in_chunks
-from crmhub.store.schema import match_pairs
+from crmhub.store.schema import match_pairs, source_records
 
 __all__ = [
     "DECIDED",
     "PairPlan",
     "StoredPairs",
+    "changed_since_scored",
     "comparison_texts",
     "comparisons_of",
     "linked_neighbours",
@@ -351,3 +352,19 @@ def linked_neighbours(conn: Connection, record_ids: Iterable[int], auto_merge: f
 def set_statuses(conn: Connection, changes: Sequence[tuple[int, str]]) -> None:
     """Set the status of pairs by id."""
     update_rows(conn, match_pairs, ("status",), "id", [(s, pid) for pid, s in changes])
+
+
+def changed_since_scored(conn: Connection, scored: Mapping[int, str | None]) -> list[int]:
+    """The records of a pair (``scored``: record id -> its content hash when the pair was
+    scored) that changed, were deleted in their source or are gone since, by id."""
+    rows = conn.execute(
+        select(
+            source_records.c.id, source_records.c.content_hash, source_records.c.deleted_at
+        ).where(source_records.c.id.in_(list(scored)))
+    ).all()
+    now = {rid: (digest, deleted) for rid, digest, deleted in rows}
+    return sorted(
+        int(rid)
+        for rid, digest in scored.items()
+        if rid not in now or now[rid][1] is not None or now[rid][0] != digest
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +34,7 @@ from crmhub.dedupe.survive import EMPTY_VALUES, GOLDEN_FIELDS
 from crmhub.errors import DedupeError
 from crmhub.model import Person
 from crmhub.resolution.golden import GoldenBuilder
-from crmhub.resolution.pairs import DECIDED, comparisons_of
+from crmhub.resolution.pairs import DECIDED, changed_since_scored, comparisons_of
 from crmhub.resolution.records import load_records, persons
 from crmhub.resolution.resolver import Resolver
 from crmhub.store.dialect import lock_hub
@@ -63,18 +63,8 @@ class StalePair(StewardError):
     """A record of the pair changed since the pair was scored: look at it again."""
 
 
-def _require_fresh(conn: Connection, pair_id: int, scored: dict[int, str | None]) -> None:
-    rows = conn.execute(
-        select(
-            source_records.c.id, source_records.c.content_hash, source_records.c.deleted_at
-        ).where(source_records.c.id.in_(list(scored)))
-    ).all()
-    now = {rid: (digest, deleted) for rid, digest, deleted in rows}
-    changed = sorted(
-        rid
-        for rid, digest in scored.items()
-        if rid not in now or now[rid][1] is not None or (digest and now[rid][0] != digest)
-    )
+def _require_fresh(conn: Connection, pair_id: int, scored: Mapping[int, str | None]) -> None:
+    changed = changed_since_scored(conn, scored)
     if changed:
         which = ", ".join(str(rid) for rid in changed)
         raise StalePair(
