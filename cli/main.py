@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from crmhub.cli import admin, ops, push_cmd, sandbox_cmd, steward_cmd, sync_cmd, web_cmd
+from crmhub.cli import (
+    admin,
+    ops,
+    privacy_cmd,
+    push_cmd,
+    sandbox_cmd,
+    steward_cmd,
+    sync_cmd,
+    web_cmd,
+)
 from crmhub.cli.context import CliState, is_interactive, load_plugins
 from crmhub.config import DEFAULT_CONFIG_NAME
 from crmhub.logs import configure_logging
@@ -55,6 +64,7 @@ sandbox_cmd.register(app)
 web_cmd.register(app)
 ops.register(app)
 steward_cmd.register(app)
+privacy_cmd.register(app)
 
 
 def _register_plugin_commands() -> None:

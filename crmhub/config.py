@@ -25,12 +25,15 @@ from crmhub.normalize import normalize_country
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",
+    "RETENTION_CATEGORIES",
     "ConnectorEntry",
     "DedupeSettings",
     "HubConfig",
     "HubSettings",
+    "RetentionSettings",
     "SurvivorshipSettings",
     "load_config",
+    "parse_age",
     "parse_config",
 ]
 
@@ -130,6 +133,72 @@ def _known_rule(rule: str) -> str:
     return rule
 
 
+RETENTION_CATEGORIES = ("inactive_customers", "quarantine", "activities", "outbox", "runs")
+"""The data categories a ``[retention]`` rule can name, in the order rules are applied:
+inactive customers first, so that their activities still count as activity when they are
+judged, exactly as in the dry-run report."""
+
+_AGE_UNITS = {"d": ("days", 36_600), "m": ("months", 1_200)}
+_AGE_FORM = 'an age like "30d" (days) or "18m" (calendar months)'
+
+
+def parse_age(text: str) -> tuple[int, str]:
+    """``"30d"`` -> ``(30, "days")``, ``"18m"`` -> ``(18, "months")``.
+
+    Raises:
+        ValueError: the text is not a whole number of days or months, from one up to a
+            hundred years.
+    """
+    value = text.strip().lower()
+    number, unit = value[:-1], value[-1:]
+    if unit not in _AGE_UNITS or not number.isdigit() or not number.isascii():
+        raise ValueError(f"{text!r} is not {_AGE_FORM}")
+    name, limit = _AGE_UNITS[unit]
+    amount = int(number)
+    if not 1 <= amount <= limit:
+        raise ValueError(f"{text!r}: give from 1 to {limit:,} {name}")
+    return amount, name
+
+
+class RetentionSettings(_Section):
+    """``[retention]``: how long each category of data is kept, e.g. ``quarantine = "30d"``.
+
+    An age is a whole number of days (``"30d"``) or calendar months (``"18m"``). Only the
+    categories named here are ever removed; without the section nothing is.
+    """
+
+    quarantine: str | None = None
+    """Quarantined rows (raw records, resolved or not), by when they were first quarantined."""
+    activities: str | None = None
+    """Interactions, by when they occurred."""
+    runs: str | None = None
+    """Finished sync runs, by when they finished (a run a stream's saved state names stays)."""
+    outbox: str | None = None
+    """Pushes that are done or failed for good, by their last update."""
+    inactive_customers: str | None = None
+    """Golden records none of whose source records was seen, and none of whose interactions
+    occurred, within the age: removed with everything about them. Interactions count only
+    while they are kept: with a shorter ``activities`` age, only that long."""
+
+    @field_validator(*RETENTION_CATEGORIES, mode="before")
+    @classmethod
+    def _age(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"must be {_AGE_FORM}")
+        parse_age(value)
+        return value.strip().lower()
+
+    def rules(self) -> dict[str, str]:
+        """The configured categories and their ages, in the order they are applied."""
+        return {
+            category: age
+            for category in RETENTION_CATEGORIES
+            if (age := getattr(self, category)) is not None
+        }
+
+
 class ConnectorEntry(BaseModel):
     """``[connectors.NAME]``: an instance of a connector type with its settings.
 
@@ -155,6 +224,7 @@ class HubConfig(BaseModel):
     hub: HubSettings = Field(default_factory=HubSettings)
     dedupe: DedupeSettings = Field(default_factory=DedupeSettings)
     survivorship: SurvivorshipSettings = Field(default_factory=SurvivorshipSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     connectors: dict[str, ConnectorEntry] = Field(default_factory=dict)
 
     @property

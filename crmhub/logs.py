@@ -1,21 +1,25 @@
 """Structured logging: JSON lines when not on a terminal, readable lines when on one.
 
 Log events carry ids and counts, never personal data; as a second line of defence a processor
-masks anything that looks like an email address or a phone number, and the values of keys
-that name personal fields, in every event.
+masks anything that looks like an email address or a phone number, the values of keys that
+name personal fields (``email``, ``first_name``, any ``..._name``), and — names having no
+shape a pattern could catch — every value registered with :func:`sensitive` while it is in
+effect (the privacy desk registers the names of the subject it is working on).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "mask_pii"]
+__all__ = ["MASK", "configure_logging", "mask_pii", "mask_text", "sensitive"]
 
 _EMAIL = re.compile(r"[^\s@\"'<>(),;:]+@[^\s@\"'<>(),;:]+\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"(?<![\w.])\+?\d[\d ().-]{6,}\d(?![\w.])")
@@ -28,16 +32,42 @@ _PII_KEYS = frozenset(
 _SAFE_KEYS = frozenset({"event", "level", "timestamp", "logger", "run_id", "connector", "stream"})
 MASK = "***"
 
+_SENSITIVE: contextvars.ContextVar[tuple[re.Pattern[str], ...]] = contextvars.ContextVar(
+    "crmhub_sensitive", default=()
+)
 
-def _mask_text(text: str) -> str:
-    return _PHONE.sub(MASK, _EMAIL.sub(MASK, text))
+
+@contextmanager
+def sensitive(values: Iterable[str]) -> Iterator[None]:
+    """Mask these exact values (case-insensitively) in every log line written inside the
+    block, in this thread or task, besides what the patterns catch: for names, which have
+    no shape of their own."""
+    words = sorted({v.strip() for v in values if v and len(v.strip()) >= 2}, key=len, reverse=True)
+    added = (re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE),) if words else ()
+    token = _SENSITIVE.set(_SENSITIVE.get() + added)
+    try:
+        yield
+    finally:
+        _SENSITIVE.reset(token)
+
+
+def mask_text(text: str) -> str:
+    """``text`` with email addresses, phone numbers and registered values masked."""
+    text = _PHONE.sub(MASK, _EMAIL.sub(MASK, text))
+    for pattern in _SENSITIVE.get():
+        text = pattern.sub(MASK, text)
+    return text
+
+
+def _personal_key(key: str) -> bool:
+    return key in _PII_KEYS or (key.endswith("name") and key not in _SAFE_KEYS)
 
 
 def _mask(value: Any) -> Any:
     if isinstance(value, str):
-        return _mask_text(value)
+        return mask_text(value)
     if isinstance(value, dict):
-        return {k: MASK if k in _PII_KEYS else _mask(v) for k, v in value.items()}
+        return {k: MASK if _personal_key(str(k)) else _mask(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_mask(v) for v in value]
     return value
@@ -48,7 +78,7 @@ def mask_pii(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any
     for key, value in list(event.items()):
         if key in _SAFE_KEYS and key != "event":
             continue
-        event[key] = MASK if key in _PII_KEYS else _mask(value)
+        event[key] = MASK if _personal_key(key) else _mask(value)
     return event
 
 

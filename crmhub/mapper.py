@@ -50,7 +50,11 @@ def map_record(context: _Context, raw: Any, external_id: str) -> Mapped:
     record = result.record
     if record is None:
         return "problems", result.problems
-    if isinstance(record, Person) and context.suppressions.matches(record):
+    if context.suppressions and (
+        context.suppressions.matches(record)
+        if isinstance(record, Person)
+        else context.suppressions.matches_activity(record)
+    ):
         return "suppressed", None
     if record.external_id != external_id:
         record = record.model_copy(update={"external_id": external_id})

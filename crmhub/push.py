@@ -7,8 +7,9 @@ Two steps, each crash-safe on its own:
    source's fields (the mapping's ``push`` section) with what the source holds now, and
    queues only the fields that differ, one outbox row per record. Empty golden values never
    blank a source's value; a source's own email or phone stays when it is still one of the
-   customer's; suppressed (erased) people are never queued. The rows and the new watermark
-   are committed together.
+   customer's; suppressed (erased) people are never queued; a consent that would re-subscribe
+   someone who opted out in any of the customer's records is never sent (see
+   :func:`_withhold_resubscribes`). The rows and the new watermark are committed together.
 2. :func:`deliver_pushes` sends a target's due rows in batches through the connector's
    ``write`` and stores each record's result with its batch: done (and the pushed values'
    hash kept in ``push_state``), retried later with exponential backoff, or failed for good.
@@ -24,21 +25,22 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Text, and_, cast, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from crmhub.connector import Change, Connector
 from crmhub.dedupe.survive import EMPTY_VALUES
 from crmhub.errors import ConnectorError, RecordError
 from crmhub.mapping.stream import StreamMapping
-from crmhub.model import Person
+from crmhub.model import CONSENT_CHANNELS, Person
 from crmhub.store.dialect import in_chunks, select_by_keys, upsert
 from crmhub.store.runs import Counts, add_counts, finish_run, start_run
 from crmhub.store.schema import customers, outbox, push_plans, push_state, source_records
@@ -102,6 +104,9 @@ class PlanReport:
     suppressed: int = 0
     awaiting_echo: int = 0
     invalid: int = 0
+    consent_withheld: int = 0
+    """Pushed fields left out of changes because they would have re-subscribed someone who
+    opted out in one of the customer's records (see :func:`_withhold_resubscribes`)."""
     problems: list[str] = field(default_factory=list)
 
 
@@ -219,7 +224,7 @@ def plan_pushes(
             keys=("target", "stream"),
             update=("planned_until",),
         )
-    if report.queued or report.invalid:
+    if report.queued or report.invalid or report.consent_withheld:
         log.info(
             "push.planned",
             target=target.connector,
@@ -227,6 +232,7 @@ def plan_pushes(
             queued=report.queued,
             invalid=report.invalid,
             suppressed=report.suppressed,
+            consent_withheld=report.consent_withheld,
         )
     return report
 
@@ -262,6 +268,15 @@ def _plan_chunk(
             ids,
         )
     }
+    denials: dict[str, set[str]] | None = None
+
+    def denied_of(customer_id: str) -> set[str]:
+        # Read once per chunk, and only when a change touches consent at all.
+        nonlocal denials
+        if denials is None:
+            denials = _denied_channels(conn, {row[4] for row in rows})
+        return denials.get(customer_id, set())
+
     fresh: list[dict[str, Any]] = []
     for _rid, external_id, data, last_seen, customer_id, golden in rows:
         report.considered += 1
@@ -275,6 +290,14 @@ def _plan_chunk(
             report.problems.extend(exc.problems[:3])
             continue
         changed = _changed_fields(desired, current)
+        if changed:
+            changed, withheld = _withhold_resubscribes(
+                target.mapping, values, desired, current, changed, partial(denied_of, customer_id)
+            )
+            report.consent_withheld += withheld
+            if withheld and not changed and external_id in queued:
+                # A subscribe queued before the opt-out was known must not go out either.
+                conn.execute(delete(outbox).where(outbox.c.id == queued[external_id][0]))
         if not changed:
             report.unchanged += 1
             continue
@@ -324,6 +347,91 @@ def _plan_chunk(
     if fresh:
         conn.execute(insert(outbox), fresh)
         report.queued += len(fresh)
+
+
+def _withhold_resubscribes(
+    mapping: StreamMapping,
+    values: Mapping[str, Any],
+    desired: Mapping[str, Any],
+    current: Mapping[str, Any],
+    changed: dict[str, Any],
+    denied_channels: Callable[[], set[str]],
+) -> tuple[dict[str, Any], int]:
+    """``changed`` without the fields that would re-subscribe someone, and how many fields
+    were left out.
+
+    Why: an opt-out anywhere is final for the hub ("most restrictive wins"). The golden
+    consent already says "denied" when any member record does, but a steward override (or a
+    rule configured otherwise) can make it "granted"; pushing that would subscribe, in the
+    target, a person who unsubscribed in another system. So, for every channel that a member
+    record of the customer denies and the golden value does not, the target fields that
+    derive from that channel's consent are left out of the change: never sent, never a
+    failure (the source keeps what it has). Which fields derive from a channel is found by
+    projecting the golden values again with the channel set to "denied": whatever differs
+    (``status: subscribed`` against ``unsubscribed`` for Mailchimp) comes from it, whatever
+    the mapping calls it. Member records are read only when a change touches consent.
+    """
+    consent = values.get("consent")
+    consent = consent if isinstance(consent, dict) else {}
+
+    def status(channel: str) -> Any:
+        entry = consent.get(channel)
+        return entry.get("status") if isinstance(entry, dict) else None
+
+    def safe(channels: set[str]) -> dict[str, Any]:
+        denying = {channel: {"status": "denied"} for channel in channels}
+        probe = {**values, "consent": {**consent, **denying}}
+        try:
+            opted_out = push_fields(mapping, probe)
+        except RecordError:
+            return {}  # which fields carry consent is unknown: send nothing of this record
+        return _changed_fields(_unlike(desired, opted_out), current)
+
+    at_risk = {channel for channel in CONSENT_CHANNELS if status(channel) != "denied"}
+    if not at_risk or safe(at_risk) == changed:
+        return changed, 0  # the change carries no consent (most pushes): nothing to check
+    denied = at_risk & denied_channels()
+    if not denied:
+        return changed, 0
+    kept = safe(denied)
+    return kept, sum(1 for key, value in changed.items() if kept.get(key) != value)
+
+
+def _unlike(desired: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
+    """``desired`` with every value that differs from ``other``'s emptied (nested dicts part
+    by part), so that :func:`_changed_fields` leaves it out."""
+    out: dict[str, Any] = {}
+    for key, value in desired.items():
+        theirs = other.get(key)
+        if isinstance(value, dict) and isinstance(theirs, dict):
+            out[key] = _unlike(value, theirs)
+        else:
+            out[key] = value if value == theirs else None
+    return out
+
+
+def _denied_channels(conn: Connection, customer_ids: set[str]) -> dict[str, set[str]]:
+    """Per customer, the consent channels that any of its source records says "denied" for
+    (records deleted in their source too, while they are still linked: deleting a record
+    does not undo its opt-out)."""
+    r = source_records.c
+    found: dict[str, set[str]] = {}
+    for chunk in in_chunks(sorted(customer_ids)):
+        rows = conn.execute(
+            select(r.customer_id, r.data).where(
+                r.customer_id.in_(chunk),
+                # Only records that can hold a denial are read (and parsed).
+                cast(r.data, Text).like('%"denied"%'),
+            )
+        )
+        for customer_id, data in rows:
+            consent = load_json(data).get("consent")
+            if not isinstance(consent, dict):
+                continue
+            for channel, entry in consent.items():
+                if isinstance(entry, dict) and entry.get("status") == "denied":
+                    found.setdefault(customer_id, set()).add(channel)
+    return found
 
 
 def _suppressed(

@@ -1,8 +1,9 @@
 """Suppression: identifiers of erased people, kept only as keyed hashes, never stored again.
 
 An erasure adds the HMAC (keyed with the hub secret) of each normalised identifier; every
-pull drops a person whose email, phone or source id matches one, and every push refuses to
-write one. The raw identifier is never stored, so the list itself holds no personal data.
+pull drops a person whose email, phone or source id matches one (and the activities of such a
+source id), and every push refuses to write one. The raw identifier is never stored, so the
+list itself holds no personal data.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from crmhub.errors import ConfigError
-from crmhub.model import Person
+from crmhub.model import Activity, Person
 from crmhub.store.schema import suppressions
 
 __all__ = ["SuppressionList", "identifier_hash", "person_identifiers"]
@@ -65,6 +66,16 @@ class SuppressionList:
 
     def __len__(self) -> int:
         return len(self._hashes)
+
+    def matches_activity(self, activity: Activity) -> bool:
+        """Whether the activity belongs to a suppressed (erased) person of its source: an
+        invoice a billing system keeps after the customer's erasure must not bring their id
+        (or what the invoice copied of them) back into the hub."""
+        if not self._hashes or self._secret is None or not activity.person_external_id:
+            return False
+        stream = activity.person_stream or ""
+        value = f"{activity.source}/{stream}/{activity.person_external_id}"
+        return ("source_id", identifier_hash(self._secret, "source_id", value)) in self._hashes
 
     def matches(self, person: Person) -> bool:
         """Whether any identifier of the person is suppressed."""

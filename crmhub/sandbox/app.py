@@ -73,6 +73,8 @@ class Faults:
         retry_after: the ``Retry-After`` seconds sent with a 429.
         slow: seconds added to every response (a slow system; 0: none).
         seed: seeds the choice of failing requests.
+        route_failures: per route (``"DELETE /v1/customers/{id}"``, as in
+            :attr:`SandboxApp.calls`), how many of its next requests fail with a 500.
     """
 
     error_rate: float = 0.0
@@ -81,6 +83,7 @@ class Faults:
     retry_after: int = 1
     slow: float = 0.0
     seed: int = 0
+    route_failures: dict[str, int] = field(default_factory=dict)
     _random: random.Random = field(init=False, repr=False)
     _burst_left: int = field(default=0, init=False, repr=False)
 
@@ -92,7 +95,15 @@ class Faults:
     @property
     def active(self) -> bool:
         """Whether any fault is switched on."""
-        return bool(self.error_rate or self.burst_every or self.slow)
+        return bool(self.error_rate or self.burst_every or self.slow or self.route_failures)
+
+    def take_route_failure(self, route: str) -> bool:
+        """Whether this request of ``route`` is one of those set to fail (counting it)."""
+        left = self.route_failures.get(route, 0)
+        if left <= 0:
+            return False
+        self.route_failures[route] = left - 1
+        return True
 
     def pick(self, request_number: int) -> int | None:
         """The fault status for the n-th request (429 or 5xx), or None to answer normally."""
@@ -291,6 +302,9 @@ class SandboxApp:
                 allowed = True
                 continue
             wrapped = SandboxRequest(request, found.groupdict())
+            if self.faults.take_route_failure(f"{method} {pattern}"):
+                self.faults_sent[500] += 1
+                return self.json(self.error_body(500, "injected server error", None), 500)
             try:
                 if not self.authorized(wrapped):
                     raise ApiError(401, "invalid or missing credentials", code="unauthorized")
