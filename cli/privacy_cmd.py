@@ -330,6 +330,15 @@ def list_requests(
         console.print("no privacy requests")
 
 
+@privacy_app.command("verify")
+@handle_errors
+def verify(ctx: typer.Context, request_id: str = typer.Argument(...)) -> None:
+    """Record that the requester's identity was verified (``--confirm`` records it too)."""
+    with state(ctx).open_hub() as hub:
+        request = _desk(hub).verify(request_id)
+    console.print(f"request {request.id}: {request.status_label}")
+
+
 @privacy_app.command("extend")
 @handle_errors
 def extend(

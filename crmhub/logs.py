@@ -43,7 +43,8 @@ def sensitive(values: Iterable[str]) -> Iterator[None]:
     block, in this thread or task, besides what the patterns catch: for names, which have
     no shape of their own."""
     words = sorted({v.strip() for v in values if v and len(v.strip()) >= 2}, key=len, reverse=True)
-    added = (re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE),) if words else ()
+    pattern = r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b"
+    added = (re.compile(pattern, re.IGNORECASE),) if words else ()
     token = _SENSITIVE.set(_SENSITIVE.get() + added)
     try:
         yield

@@ -50,14 +50,15 @@ def map_record(context: _Context, raw: Any, external_id: str) -> Mapped:
     record = result.record
     if record is None:
         return "problems", result.problems
+    if record.external_id != external_id:
+        record = record.model_copy(update={"external_id": external_id})
+    # After the id is the store's: an erased record's source id was suppressed by that id.
     if context.suppressions and (
         context.suppressions.matches(record)
         if isinstance(record, Person)
         else context.suppressions.matches_activity(record)
     ):
         return "suppressed", None
-    if record.external_id != external_id:
-        record = record.model_copy(update={"external_id": external_id})
     columns: dict[str, Any] = {
         "data": RawJson(record.model_dump_json(exclude_none=True)),
         "deleted": record.deleted,

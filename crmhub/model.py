@@ -298,6 +298,17 @@ class Person(_SourceRecord):
     def _no_empty_address(cls, value: Address | None) -> Address | None:
         return None if value is None or value.is_empty() else value
 
+    @model_validator(mode="after")
+    def _consent_provenance(self) -> Person:
+        # Consent says where and when it was stated: a mapping that gives only the status
+        # states it for this source, as of the record's last change there.
+        for consent in self.consent.values():
+            if consent.source is None:
+                consent.source = self.source
+            if consent.at is None and consent.status != "unknown":
+                consent.at = self.updated_at
+        return self
+
     @property
     def display_name(self) -> str | None:
         """The full name, or first and last name joined."""

@@ -37,3 +37,19 @@ def test_configured_logger_writes_json_lines_without_pii() -> None:
     line = orjson.loads(out.getvalue().strip())
     assert line["event"] == "sync.page" and line["run_id"] == 1
     assert "Ana" not in out.getvalue() and "ana@example.com" not in out.getvalue()
+
+
+def test_registered_names_are_masked_while_in_effect_and_only_as_whole_words() -> None:
+    from crmhub.logs import sensitive
+
+    event = {"event": "privacy.erased", "note": "called Era Quenby about it", "count": 2}
+    with sensitive(["Era", "Quenby", ""]):
+        masked = mask_pii(None, "info", dict(event))
+    assert masked["note"] == "called *** *** about it"
+    assert masked["event"] == "privacy.erased"  # "era" inside a word is left alone
+    assert mask_pii(None, "info", dict(event))["note"] == event["note"]  # no longer in effect
+
+
+def test_keys_naming_a_name_are_masked() -> None:
+    masked = mask_pii(None, "info", {"event": "x", "display_name": "Ana B", "connector": "crm"})
+    assert masked["display_name"] == "***" and masked["connector"] == "crm"

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from crmhub import audit
 from crmhub.errors import ConfigError, PrivacyError
-from crmhub.logs import mask_text
+from crmhub.logs import mask_text, sensitive
 from crmhub.privacy.certificate import build_certificate
 from crmhub.privacy.erasure import (
     CleanupResult,
@@ -55,7 +55,14 @@ from crmhub.privacy.requests import (
     list_requests,
     set_status,
 )
-from crmhub.privacy.subject import Subject, quarantine_rows, resolve_subject
+from crmhub.privacy.subject import (
+    Subject,
+    holders,
+    quarantine_rows,
+    resolve_subject,
+    subject_words,
+)
+from crmhub.resolution.resolver import Resolver
 from crmhub.store.dialect import in_chunks, lock_hub, upsert
 from crmhub.store.schema import (
     audit_log,
@@ -309,81 +316,94 @@ class PrivacyDesk:
             return ErasureOutcome(self.request(request.id), ErasureCounts(), 0, 0, before, tasks)
         self._require_open(request)
         self._check_identifiers(request, identifiers)
-        now = self.clock()
-        resolver = self.hub.resolver()
-        with self.engine.begin() as conn:
-            lock_hub(conn)
-            if request.status == "received":
-                self._audit(conn, "privacy.verified", request.id, {}, now)
-            subject = self._resolve(conn, request, identifiers, exclude)
-            kinds = self._erase_kinds(subject)
-            systems = {
-                connector: [r.external_id for r in records]
-                for connector, records in subject.systems().items()
-            }
-            removed = erase_records(
-                conn,
-                subject.record_ids,
-                now=now,
-                resolver=resolver,
-                quarantine_ids=quarantine_rows(conn, subject),
-                customer_ids=subject.customers,
-            )
-            wanted = [i for i in subject.all_identifiers()]
-            shared = self._still_held(conn, wanted, resolver)
-            suppressed = [i for i in wanted if i not in shared]
-            ledger = build_ledger(
-                request.id,
-                subject,
-                secret=secret,
-                kinds=kinds,
-                suppressed=suppressed,
-                shared=shared,
-                now=now,
-                actor=self.actor,
-            )
-            conn.execute(
-                update(privacy_requests)
-                .where(privacy_requests.c.id == request.id)
-                .values(
-                    ledger=ledger,
-                    subject={**request.subject, "records": [], "customers": subject.customers},
+        # Whatever is logged from here on, the subject's names never are.
+        with contextlib.ExitStack() as masking:
+            now = self.clock()
+            resolver = self.hub.resolver()
+            with self.engine.begin() as conn:
+                lock_hub(conn)
+                if request.status == "received":
+                    self._audit(conn, "privacy.verified", request.id, {}, now)
+                subject = self._resolve(conn, request, identifiers, exclude)
+                masking.enter_context(sensitive(subject_words(subject)))
+                kinds = self._erase_kinds(subject)
+                systems = {
+                    connector: [r.external_id for r in records]
+                    for connector, records in subject.systems().items()
+                }
+                removed = erase_records(
+                    conn,
+                    subject.record_ids,
+                    now=now,
+                    resolver=resolver,
+                    quarantine_ids=quarantine_rows(conn, subject),
+                    customer_ids=subject.customers,
                 )
-            )
-            insert_tasks(conn, request.id, systems, kinds, now)
-            added = self._suppress(conn, suppressed, request.id, now)
-            set_status(conn, request.id, "waiting" if systems else "done", now=now)
-            self._audit(
-                conn,
+                wanted = [i for i in subject.all_identifiers()]
+                shared = self._still_held(conn, wanted, resolver)
+                suppressed = [i for i in wanted if i not in shared]
+                ledger = build_ledger(
+                    request.id,
+                    subject,
+                    secret=secret,
+                    kinds=kinds,
+                    suppressed=suppressed,
+                    shared=shared,
+                    now=now,
+                    actor=self.actor,
+                )
+                conn.execute(
+                    update(privacy_requests)
+                    .where(privacy_requests.c.id == request.id)
+                    .values(
+                        ledger=ledger,
+                        subject={**request.subject, "records": [], "customers": subject.customers},
+                    )
+                )
+                insert_tasks(conn, request.id, systems, kinds, now)
+                # The identifiers the request names are suppressed too, even those nothing
+                # held (the subject does not want to come in later either): by their hashes.
+                shared_hashes = {(i["kind"], i["hash"]) for i in keyed_all(shared, secret)}
+                named = sorted(request.identifier_hashes - shared_hashes)
+                own = [(i["kind"], i["hash"]) for i in keyed_all(suppressed, secret)]
+                added = self._suppress_hashes(conn, sorted({*own, *named}), request.id, now)
+                set_status(conn, request.id, "waiting" if systems else "done", now=now)
+                self._audit(
+                    conn,
+                    "privacy.erased",
+                    request.id,
+                    {
+                        "removed": removed.as_dict(),
+                        "suppressed": added,
+                        "shared": len(shared),
+                        "systems": sorted(systems),
+                        "customers": subject.customers,
+                    },
+                    now,
+                )
+            cleanup = secure_cleanup(self.engine)
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(privacy_requests)
+                    .where(privacy_requests.c.id == request.id)
+                    .values(
+                        ledger={
+                            **ledger,
+                            "cleanup": {"done": cleanup.done, "detail": cleanup.detail},
+                        }
+                    )
+                )
+            log.info(
                 "privacy.erased",
-                request.id,
-                {
-                    "removed": removed.as_dict(),
-                    "suppressed": added,
-                    "shared": len(shared),
-                    "systems": sorted(systems),
-                    "customers": subject.customers,
-                },
-                now,
+                request=request.id,
+                records=removed.source_records,
+                systems=len(systems),
+                cleanup=cleanup.done,
             )
-        cleanup = secure_cleanup(self.engine)
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(privacy_requests)
-                .where(privacy_requests.c.id == request.id)
-                .values(
-                    ledger={**ledger, "cleanup": {"done": cleanup.done, "detail": cleanup.detail}}
-                )
+            tasks = self.run_tasks(request.id) if fan_out else []
+            return ErasureOutcome(
+                self.request(request.id), removed, added, len(shared), cleanup, tasks
             )
-        log.info(
-            "privacy.erased",
-            request=request.id,
-            records=removed.source_records,
-            systems=len(systems),
-            cleanup=cleanup.done,
-        )
-        tasks = self.run_tasks(request.id) if fan_out else []
-        return ErasureOutcome(self.request(request.id), removed, added, len(shared), cleanup, tasks)
 
     def run_tasks(self, request_id: str | None = None) -> list[TaskOutcome]:
         """Work on every due system task (of one request, or of all), and bring the requests'
@@ -465,6 +485,7 @@ class PrivacyDesk:
                 conn, "privacy.task_completed", status.request.id, {"system": connector}, now
             )
         self._settle_request(status.request.id)
+        secure_cleanup(self.engine)  # the task's row held external ids until now
         return next(t for t in self.status(request_id).tasks if t.connector == connector)
 
     def retry_failed(self, request_id: str) -> int:
@@ -506,7 +527,8 @@ class PrivacyDesk:
         with self.engine.begin() as conn:
             lock_hub(conn)
             subject = self._resolve(conn, request, identifiers, exclude)
-            document = access_export(conn, subject, request_id=request.id, now=now)
+            with sensitive(subject_words(subject)):
+                document = access_export(conn, subject, request_id=request.id, now=now)
             counts = {
                 "customers": len(document["customers"]),
                 "source_records": len(document["source_records"]),
@@ -629,7 +651,7 @@ class PrivacyDesk:
             seeds=request.record_ids,
             exclude=excluded,
         )
-        if not identifiers and not request.record_ids:
+        if not identifiers and not request.subject.get("resolved"):
             raise PrivacyError(
                 f"request {request.id} has no records remembered: "
                 "give the subject's identifiers again"
@@ -644,6 +666,7 @@ class PrivacyDesk:
             .values(
                 subject={
                     **request.subject,
+                    "resolved": True,
                     "records": subject.record_ids,
                     "excluded": subject.excluded,
                     "customers": subject.customers,
@@ -678,23 +701,16 @@ class PrivacyDesk:
         return kinds
 
     def _still_held(
-        self, conn: Connection, identifiers: Sequence[Identifier], resolver: Any
+        self, conn: Connection, identifiers: Sequence[Identifier], resolver: Resolver
     ) -> list[Identifier]:
         """Contact identifiers that records staying in the hub also hold (after the
         deletion, in the same transaction): suppressing them would drop those people."""
-        contacts = [i for i in identifiers if i.kind in ("email", "phone")]
-        shared: list[Identifier] = []
-        for identifier in contacts:
-            holders = resolve_subject(conn, [identifier], rules=resolver.settings.rules)
-            if holders.found:
-                shared.append(identifier)
-        return shared
-
-    def _suppress(
-        self, conn: Connection, identifiers: Sequence[Identifier], request_id: str, now: datetime
-    ) -> int:
-        entries = [(i["kind"], i["hash"]) for i in keyed_all(identifiers, self.secret)]
-        return self._suppress_hashes(conn, entries, request_id, now)
+        rules = resolver.settings.rules
+        return [
+            identifier
+            for identifier in identifiers
+            if identifier.kind in ("email", "phone") and holders(conn, [identifier], rules)
+        ]
 
     def _suppress_hashes(
         self,

@@ -45,9 +45,11 @@ __all__ = [
     "MAX_SUBJECT_RECORDS",
     "Subject",
     "SubjectRecord",
+    "holders",
     "merged_into",
     "quarantine_rows",
     "resolve_subject",
+    "subject_words",
 ]
 
 MAX_SUBJECT_RECORDS = 5_000
@@ -129,6 +131,18 @@ class Subject:
         return bool(self.records)
 
 
+def subject_words(subject: Subject) -> list[str]:
+    """The subject's names, emails and phones: what logs must mask while they are handled
+    (see :func:`crmhub.logs.sensitive`)."""
+    words: set[str] = {i.value for i in subject.all_identifiers() if i.kind != "source_id"}
+    for record in subject.records:
+        for key in ("first_name", "last_name", "full_name"):
+            value = record.data.get(key)
+            if isinstance(value, str):
+                words.add(value)
+    return sorted(words)
+
+
 def resolve_subject(
     conn: Connection,
     identifiers: Sequence[Identifier],
@@ -159,7 +173,7 @@ def resolve_subject(
         pending_seeds = {}
         new_identifiers = sorted(pending - looked_up)
         looked_up.update(new_identifiers)
-        for rid, reason in _holders(conn, new_identifiers, rules).items():
+        for rid, reason in holders(conn, new_identifiers, rules).items():
             reasons.setdefault(rid, reason)
         new_ids = [rid for rid in reasons if rid not in found and rid not in excluded]
         if not new_ids:
@@ -192,10 +206,10 @@ def resolve_subject(
     return subject
 
 
-def _holders(
+def holders(
     conn: Connection, wanted: Sequence[Identifier], rules: Sequence[BlockingRule]
 ) -> dict[int, str]:
-    """The records holding any of ``wanted``, with the reason."""
+    """The records holding any of ``wanted`` (by id), with the reason."""
     out: dict[int, str] = {}
     by_source = [i for i in wanted if i.kind == "source_id"]
     for identifier in by_source:

@@ -335,7 +335,7 @@ def test_an_opt_out_in_another_source_is_pushed_and_never_turned_into_subscribed
     _override_to_granted(hub, "Ada")
     golden = _golden_of(engine, _member_id("Ada"))
     assert golden["consent"] == {
-        "value": {"email": {"status": "granted"}},
+        "value": {"email": {"status": "granted", "source": "steward"}},
         "source_record_id": None,
         "rule": "steward_override",
     }

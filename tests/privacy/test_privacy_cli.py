@@ -259,3 +259,18 @@ def test_a_system_without_erasure_gets_a_manual_task(hub: Path) -> None:
     assert status["request"]["status"] == "done"
     crm = next(t for t in status["tasks"] if t["connector"] == "crm")
     assert crm["note_recorded"] is True
+
+
+def test_a_subject_the_hub_never_held_is_done_at_once_and_kept_out(hub: Path) -> None:
+    code, out = _run(hub, "privacy", "erase", "--email", "nobody@fastmail.com")
+    assert "the hub holds no record of this subject" in out
+    request_id = json.loads(_run(hub, "privacy", "list", "--json")[1])[0]["id"]
+    code, out = _run(hub, "privacy", "verify", request_id)
+    assert code == 0 and "verified" in out
+    code, out = _run(hub, "privacy", "erase", "--request", request_id, "--confirm")
+    assert code == 0 and "erased in the hub: 0 source records" in out
+    assert "done" in out
+    # Should they turn up later, they are dropped.
+    _write(hub / "shop.csv", [*ROWS, ("c8", "No", "Body", "nobody@fastmail.com", "", "")])
+    code, out = _run(hub, "sync", "--full", "--json")
+    assert sum(r.get("suppressed", 0) for r in json.loads(out)) == 1

@@ -135,7 +135,10 @@ def test_values_are_checked_and_normalised_by_the_canonical_model(
         "line1": "1 High St",
         "country": "DE",
     }
-    assert canonical_value("consent", {"email": "denied"}) == {"email": {"status": "denied"}}
+    # A steward's consent says it came from the steward.
+    assert canonical_value("consent", {"email": "denied"}) == {
+        "email": {"status": "denied", "source": "steward"}
+    }
     assert canonical_value("birth_date", "1980-02-29") == "1980-02-29"
     assert canonical_value("lawful_basis", "contract") == "contract"
 
