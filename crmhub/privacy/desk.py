@@ -31,6 +31,7 @@ from crmhub.privacy.certificate import build_certificate
 from crmhub.privacy.erasure import (
     CleanupResult,
     ErasureCounts,
+    drop_overrides_mentioning,
     erase_records,
     secure_cleanup,
 )
@@ -331,6 +332,9 @@ class PrivacyDesk:
                     connector: [r.external_id for r in records]
                     for connector, records in subject.systems().items()
                 }
+                scrubbed = drop_overrides_mentioning(
+                    conn, subject.customers, subject_words(subject)
+                )
                 removed = erase_records(
                     conn,
                     subject.record_ids,
@@ -339,6 +343,7 @@ class PrivacyDesk:
                     quarantine_ids=quarantine_rows(conn, subject),
                     customer_ids=subject.customers,
                 )
+                removed.overrides += scrubbed
                 wanted = [i for i in subject.all_identifiers()]
                 shared = self._still_held(conn, wanted, resolver)
                 suppressed = [i for i in wanted if i not in shared]

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import structlog
 from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.engine import Connection, Engine
@@ -45,7 +46,13 @@ from crmhub.store.schema import (
     sync_state,
 )
 
-__all__ = ["CleanupResult", "ErasureCounts", "erase_records", "secure_cleanup"]
+__all__ = [
+    "CleanupResult",
+    "ErasureCounts",
+    "drop_overrides_mentioning",
+    "erase_records",
+    "secure_cleanup",
+]
 
 log = structlog.get_logger("crmhub.privacy")
 
@@ -214,6 +221,27 @@ def _settle_touched(
             conn.execute(delete(overrides).where(o.customer_id.in_(chunk)))
             counts.customers += _deleted(conn, delete(customers).where(c.id.in_(chunk)))
         counts.customers += _deleted(conn, delete(customers).where(c.id == customer_id))
+
+
+def drop_overrides_mentioning(
+    conn: Connection, customer_ids: Sequence[str], words: Sequence[str]
+) -> int:
+    """Delete the steward overrides of these customers whose value holds one of ``words``
+    (the erased person's names, emails, phones): a golden record that keeps other members
+    must not keep a value a steward copied from the erased person. Returns how many."""
+    o = overrides.c
+    lowered = [w.lower() for w in words if len(w) >= 2]
+    doomed: list[int] = []
+    for chunk in in_chunks(list(customer_ids)):
+        for override_id, value in conn.execute(
+            select(o.id, o.value).where(o.customer_id.in_(chunk))
+        ):
+            text = orjson.dumps(value).decode().lower()
+            if any(word in text for word in lowered):
+                doomed.append(override_id)
+    for id_chunk in in_chunks(doomed):
+        conn.execute(delete(overrides).where(o.id.in_(id_chunk)))
+    return len(doomed)
 
 
 def _deleted(conn: Connection, statement: object) -> int:

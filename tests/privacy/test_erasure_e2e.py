@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from crmhub import audit
 from crmhub.logs import configure_logging
 from crmhub.privacy.fanout import LEASE, MAX_ATTEMPTS
+from crmhub.resolution.steward import Steward
 from crmhub.store.schema import (
     activities,
     customers,
@@ -257,7 +258,12 @@ def test_a_record_the_officer_excludes_stays_and_its_customer_is_rebuilt(
             r for r in subject.records if r.connector == "zendesk" and "email" not in r.reason
         )
         exclude = [second.id] if exclude_second else []
+        # A steward copied the subject's address onto the golden record: it must not stay.
+        Steward(hub.resolver(), "ana").override(
+            second.customer_id or "", "emails", [SUBJECT["email"]], reason="seen on a form"
+        )
         outcome = desk.erase(request.id, identifiers, exclude=exclude, fan_out=False)
+        assert outcome.removed.overrides == 1
         with hub.engine.connect() as conn:
             kept = conn.execute(
                 select(source_records.c.customer_id).where(source_records.c.id == second.id)
