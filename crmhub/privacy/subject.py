@@ -252,17 +252,22 @@ def holders(
             ).scalars()
         )
     uncovered = {name for name, forms in wanted_forms.items() if forms} - covered
-    candidate_filter = _t.id.in_(sorted(candidates)) if candidates else None
-    # Records deleted in their system have no keys: the few of them are read and checked.
-    where: ColumnElement[bool] = _t.deleted_at.is_not(None)
+    columns = (_t.id, _t.deleted_at, sql_cast(_t.data, Text))
+    # One statement per way in, each on its own index (an OR of them would scan the table):
+    # the candidates by id, and the few records deleted in their system (they have no keys).
+    wheres: list[ColumnElement[bool]] = [_t.deleted_at.is_not(None)]
     if uncovered:  # no blocking rule keyed on it: every record has to be checked
-        where = or_(where, _t.id.is_not(None))
-    elif candidate_filter is not None:
-        where = or_(where, candidate_filter)
-    rows = conn.execute(select(_t.id, _t.deleted_at, sql_cast(_t.data, Text)).where(where))
+        wheres = [_t.id.is_not(None)]
+    else:
+        wheres += [_t.id.in_(chunk) for chunk in in_chunks(sorted(candidates))]
+    rows = {
+        rid: (deleted, raw)
+        for w in wheres
+        for rid, deleted, raw in conn.execute(select(*columns).where(w))
+    }
     checked = [
         (rid, Person.model_validate_json(raw) if deleted is None else _deleted_person(raw))
-        for rid, deleted, raw in rows
+        for rid, (deleted, raw) in sorted(rows.items())
     ]
     checked = [(rid, person) for rid, person in checked if person is not None]
     if not checked:
