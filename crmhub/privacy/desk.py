@@ -167,6 +167,8 @@ class PrivacyDesk:
         hashes = {(i["kind"], i["hash"]) for i in keyed}
         now = self.clock()
         received = received_at or now
+        if received.tzinfo is None:  # a date and time without a zone is read as UTC
+            received = received.replace(tzinfo=UTC)
         if received > now:
             raise PrivacyError("a request cannot be received in the future")
         with self.engine.begin() as conn:
@@ -471,8 +473,13 @@ class PrivacyDesk:
                 **(task.result or {}),
                 "completed_by": self.actor,
                 "done_hashes": sorted(
-                    external_id_hash(self.secret, connector, i)
-                    for i in task.targets.get("external_ids", [])
+                    {
+                        *(task.result or {}).get("done_hashes", []),
+                        *(
+                            external_id_hash(self.secret, connector, i)
+                            for i in task.targets.get("external_ids", [])
+                        ),
+                    }
                 ),
             }
             conn.execute(
@@ -522,11 +529,16 @@ class PrivacyDesk:
         exclude: Iterable[int] = (),
     ) -> dict[str, Any]:
         """The access export of the subject (see :mod:`crmhub.privacy.export`); the request
-        is done once it is handed over."""
+        is done once it is handed over. A done request can be exported again (a download
+        that failed), each time audited."""
         request = self.request(request_id)
         if request.kind != "access":
             raise PrivacyError(f"request {request.id} is an erasure, not an access request")
-        self._require_open(request)
+        if request.status == "refused" or request.duplicate_of:
+            raise PrivacyError(
+                f"request {request.id} is "
+                + (f"a duplicate of {request.duplicate_of}" if request.duplicate_of else "refused")
+            )
         self._check_identifiers(request, identifiers)
         now = self.clock()
         with self.engine.begin() as conn:
@@ -540,7 +552,8 @@ class PrivacyDesk:
                 "activities": len(document["activities"]),
                 "decisions": len(document["decisions"]),
             }
-            set_status(conn, request.id, "done", now=now)
+            if request.open:
+                set_status(conn, request.id, "done", now=now)
             self._audit(conn, "privacy.exported", request.id, {"counts": counts}, now)
         return document
 
@@ -673,6 +686,7 @@ class PrivacyDesk:
                     **request.subject,
                     "resolved": True,
                     "records": subject.record_ids,
+                    "reasons": subject.reasons,
                     "excluded": subject.excluded,
                     "customers": subject.customers,
                 }

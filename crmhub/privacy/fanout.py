@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 
 from crmhub.connector import EraseResult
 from crmhub.errors import ConfigError, CrmhubError
+from crmhub.logs import mask_text
 from crmhub.privacy.identifiers import external_id_hash
 from crmhub.store.schema import privacy_tasks
 
@@ -207,6 +208,11 @@ def call_system(erase: Callable[[list[str]], Any], external_ids: list[str]) -> l
         error, retriable = str(exc), False
     except CrmhubError as exc:  # refused credentials included: they can be fixed meanwhile
         error, retriable = str(exc), True
+    except Exception as exc:  # a connector's bug must not stop the other systems' tasks
+        error, retriable = (
+            f"the connector failed: {type(exc).__name__}: {mask_text(str(exc))}",
+            True,
+        )
     else:
         error, retriable = "the connector returned no result for this id", True
     return [

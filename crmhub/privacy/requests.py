@@ -110,9 +110,14 @@ class PrivacyRequest:
         return {(i["kind"], i["hash"]) for i in self.subject.get("identifiers", [])}
 
     @property
-    def record_ids(self) -> list[int]:
-        """The source records found for the subject when the request was last resolved."""
-        return [int(i) for i in self.subject.get("records", [])]
+    def record_ids(self) -> dict[int, str]:
+        """The source records found for the subject when the request was last resolved, with
+        the reason each was found for."""
+        reasons = self.subject.get("reasons") or {}
+        return {
+            int(i): reasons.get(str(i), "named by the request")
+            for i in self.subject.get("records", [])
+        }
 
     def overdue(self, now: datetime) -> bool:
         """Whether the request is open past its due date."""

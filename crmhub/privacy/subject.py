@@ -17,7 +17,7 @@ a record out (``exclude``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +111,11 @@ class Subject:
         """The ids of the subject's source records."""
         return [r.id for r in self.records]
 
+    @property
+    def reasons(self) -> dict[str, str]:
+        """Why each record was reached, by record id (ids and words: no personal data)."""
+        return {str(r.id): r.reason for r in self.records}
+
     def systems(self) -> dict[str, list[SubjectRecord]]:
         """The subject's records by connector instance, in name order."""
         out: dict[str, list[SubjectRecord]] = {}
@@ -148,7 +153,7 @@ def resolve_subject(
     identifiers: Sequence[Identifier],
     *,
     rules: Sequence[BlockingRule],
-    seeds: Iterable[int] = (),
+    seeds: Mapping[int, str] | Iterable[int] = (),
     exclude: Iterable[int] = (),
 ) -> Subject:
     """Find every source record of the subject (see the module docstring).
@@ -156,7 +161,8 @@ def resolve_subject(
     Args:
         identifiers: the identifiers the request names.
         rules: the hub's blocking rules (those keyed on emails or phones alone are used).
-        seeds: source record ids already known to be the subject's (a stored request).
+        seeds: source record ids already known to be the subject's (a stored request),
+            with the reason each was found for, when known.
         exclude: record ids the officer ruled out: neither kept nor followed.
 
     Raises:
@@ -167,13 +173,17 @@ def resolve_subject(
     looked_up: set[Identifier] = set()
     customers_seen: set[str] = set()
     pending = set(identifiers)
-    pending_seeds = {rid: "named by the request" for rid in seeds if rid not in excluded}
+    seed_reasons = (
+        seeds if isinstance(seeds, Mapping) else dict.fromkeys(seeds, "named by the request")
+    )
+    pending_seeds = {rid: why for rid, why in seed_reasons.items() if rid not in excluded}
     for _ in range(_MAX_ROUNDS):
         reasons: dict[int, str] = dict(pending_seeds)
         pending_seeds = {}
         new_identifiers = sorted(pending - looked_up)
         looked_up.update(new_identifiers)
-        for rid, reason in holders(conn, new_identifiers, rules).items():
+        first_round = not found
+        for rid, reason in holders(conn, new_identifiers, rules, scan=first_round).items():
             reasons.setdefault(rid, reason)
         new_ids = [rid for rid in reasons if rid not in found and rid not in excluded]
         if not new_ids:
@@ -207,10 +217,21 @@ def resolve_subject(
 
 
 def holders(
-    conn: Connection, wanted: Sequence[Identifier], rules: Sequence[BlockingRule]
+    conn: Connection,
+    wanted: Sequence[Identifier],
+    rules: Sequence[BlockingRule],
+    *,
+    scan: bool = False,
 ) -> dict[int, str]:
-    """The records holding any of ``wanted`` (by id), with the reason."""
+    """The records holding any of ``wanted`` (by id), with the reason.
+
+    Matching ignores placeholder addresses (``@example.com``, ``noreply@``) and numbers, so
+    they have no keys; with ``scan`` (the identifiers an officer gave), records holding one
+    are found by reading every record instead — slow on a big hub, and rare.
+    """
     out: dict[int, str] = {}
+    if scan:
+        out.update(_scan_placeholders(conn, wanted))
     by_source = [i for i in wanted if i.kind == "source_id"]
     for identifier in by_source:
         connector, stream, external_id = identifier.value.split("/", 2)
@@ -277,6 +298,33 @@ def holders(
         for name, label in (("emails", "email"), ("phones", "phone")):
             if set(frame.multi(name)[row]) & wanted_forms[name]:
                 out.setdefault(rid, f"holds the subject's {label}")
+    return out
+
+
+def _scan_placeholders(conn: Connection, wanted: Sequence[Identifier]) -> dict[int, str]:
+    """Records holding a given email or phone that matching has no form for."""
+    out: dict[int, str] = {}
+    for identifier in wanted:
+        if identifier.kind not in ("email", "phone"):
+            continue
+        field_name = "emails" if identifier.kind == "email" else "phones"
+        probe = Person(
+            source="privacy",
+            stream="subject",
+            external_id="subject",
+            **{field_name: [identifier.value]},
+        )
+        if match_frame([(0, probe)]).multi(field_name)[0]:
+            continue  # matching keys it: found through the keys
+        needle = orjson.dumps(identifier.value).decode()
+        rows = conn.execute(
+            select(_t.id, sql_cast(_t.data, Text)).where(
+                sql_cast(_t.data, Text).contains(needle, autoescape=True)
+            )
+        )
+        for rid, raw in rows:
+            if identifier.value in (orjson.loads(raw).get(field_name) or []):
+                out[rid] = f"holds the subject's {identifier.kind} (one matching ignores)"
     return out
 
 

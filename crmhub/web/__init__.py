@@ -28,6 +28,7 @@ ROUTERS = (
     "crmhub.web.review",
     "crmhub.web.customers",
     "crmhub.web.ops",
+    "crmhub.web.privacy",
     "crmhub.web.webhooks",
 )
 """The modules whose ``router`` the app includes, in order."""

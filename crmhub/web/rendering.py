@@ -19,6 +19,7 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("/runs", "Runs", "ops.read"),
     ("/quarantine", "Quarantine", "ops.read"),
     ("/pushes", "Pushes", "ops.read"),
+    ("/privacy", "Privacy", "privacy.read"),
 )
 """(path, label, permission): a link is shown to the roles that may open it."""
 

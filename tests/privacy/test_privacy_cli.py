@@ -274,3 +274,26 @@ def test_a_subject_the_hub_never_held_is_done_at_once_and_kept_out(hub: Path) ->
     _write(hub / "shop.csv", [*ROWS, ("c8", "No", "Body", "nobody@fastmail.com", "", "")])
     code, out = _run(hub, "sync", "--full", "--json")
     assert sum(r.get("suppressed", 0) for r in json.loads(out)) == 1
+
+
+def test_a_subject_named_by_a_placeholder_address_is_still_found(hub: Path) -> None:
+    # Matching ignores example.com addresses (no keys), yet someone may really hold one.
+    _write(hub / "shop.csv", [*ROWS, ("c7", "Ada", "Byron", "ada@example.com", "", "")])
+    assert _run(hub, "sync", "--full")[0] == 0
+    code, out = _run(hub, "privacy", "erase", "--email", "ada@example.com", "--confirm")
+    assert code == 0, out
+    assert "erased in the hub: 1 source records" in out
+    assert "Byron" not in (hub / "shop.csv").read_text()
+
+
+def test_a_connector_that_crashes_fails_its_task_and_not_the_others() -> None:
+    from crmhub.privacy.fanout import call_system
+
+    def broken(ids: list[str]) -> object:
+        raise RuntimeError("bug in a plugin for ann@example.com")
+
+    results = call_system(broken, ["1", "2"])
+    assert [r.status for r in results] == ["failed", "failed"]
+    assert all(r.retriable for r in results)
+    assert "RuntimeError" in (results[0].error or "")
+    assert "ann@example.com" not in (results[0].error or "")
