@@ -297,3 +297,15 @@ def test_a_connector_that_crashes_fails_its_task_and_not_the_others() -> None:
     assert all(r.retriable for r in results)
     assert "RuntimeError" in (results[0].error or "")
     assert "ann@example.com" not in (results[0].error or "")
+
+
+@pytest.mark.parametrize("secret", [b"short", b"k" * 64, b"a long secret " * 10])
+def test_the_suppression_check_is_exactly_the_stored_hmac(secret: bytes) -> None:
+    from crmhub.model import Person
+    from crmhub.suppression import SuppressionList, identifier_hash
+
+    held = Person(source="shop", stream="people", external_id="c1", emails=["a@b.co"])
+    other = Person(source="shop", stream="people", external_id="c2", emails=["x@b.co"])
+    for kind, value in (("email", "a@b.co"), ("source_id", "shop/people/c1")):
+        entries = SuppressionList(secret, [(kind, identifier_hash(secret, kind, value))])
+        assert entries.matches(held) and not entries.matches(other)
