@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import typer
@@ -237,12 +238,17 @@ def access(
             console.print("dry run: nothing was exported. Run again with --confirm.")
             return
         document = desk.access(request.id, identifiers, exclude=exclude)
+    _write_json(document, out, f"the access export of request {request.id}")
+
+
+def _write_json(document: Any, out: Path | None, what: str) -> None:
+    """Print ``document`` as indented JSON, or write it to ``out`` (saying so on stderr)."""
     data = orjson.dumps(document, option=orjson.OPT_INDENT_2)
     if out is None:
         print(data.decode())
         return
     out.write_bytes(data)
-    err_console.print(f"wrote the access export of request {request.id} to {escape(str(out))}")
+    err_console.print(f"wrote {what} to {escape(str(out))}")
 
 
 def _show_tasks(tasks: list[PrivacyTask]) -> None:
@@ -375,12 +381,7 @@ def certificate(
     """The request's certificate: a JSON report without personal data."""
     with state(ctx).open_hub() as hub:
         document = _desk(hub).certificate(request_id)
-    data = orjson.dumps(document, option=orjson.OPT_INDENT_2)
-    if out is None:
-        print(data.decode())
-    else:
-        out.write_bytes(data)
-        err_console.print(f"wrote the certificate to {escape(str(out))}")
+    _write_json(document, out, "the certificate")
 
 
 @privacy_app.command("run")
@@ -441,12 +442,7 @@ def ledger(
     """The erasure ledger (keyed hashes only), to keep beside the backups."""
     with state(ctx).open_hub() as hub:
         document = _desk(hub).ledger(request_id)
-    data = orjson.dumps(document, option=orjson.OPT_INDENT_2)
-    if out is None:
-        print(data.decode())
-    else:
-        out.write_bytes(data)
-        err_console.print(f"wrote the ledger to {escape(str(out))}")
+    _write_json(document, out, "the ledger")
 
 
 @privacy_app.command("replay")

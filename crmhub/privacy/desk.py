@@ -307,12 +307,7 @@ class PrivacyDesk:
         """
         secret = self.secret
         request = self.request(request_id)
-        if request.kind != "erasure":
-            raise PrivacyError(f"request {request.id} is an access request, not an erasure")
-        if request.duplicate_of:
-            raise PrivacyError(
-                f"request {request.id} is a duplicate of {request.duplicate_of}: carry that one on"
-            )
+        self._require_erasure(request)
         if request.ledger is not None:  # erased in the hub already: carry on with the systems
             tasks = self.run_tasks(request.id) if fan_out else []
             before = CleanupResult(True, "done when the hub part was erased")
@@ -411,6 +406,24 @@ class PrivacyDesk:
             return ErasureOutcome(
                 self.request(request.id), removed, added, len(shared), cleanup, tasks
             )
+
+    def preview_erasure(
+        self,
+        request_id: str,
+        identifiers: Sequence[Identifier] = (),
+        *,
+        exclude: Iterable[int] = (),
+    ) -> Subject:
+        """What :meth:`erase` would erase now (nothing changes).
+
+        Raises:
+            PrivacyError: the request is not an open erasure still to be carried out.
+        """
+        request = self.request(request_id)
+        self._require_erasure(request)
+        if request.ledger is not None or not request.open:
+            raise PrivacyError(f"request {request.id} is {request.status_label}")
+        return self.resolve(request.id, identifiers, exclude=exclude, remember=False)
 
     def run_tasks(self, request_id: str | None = None) -> list[TaskOutcome]:
         """Work on every due system task (of one request, or of all), and bring the requests'
@@ -779,6 +792,14 @@ class PrivacyDesk:
                     {"status": state, "systems": {t.connector: t.status for t in tasks}},
                     self.clock(),
                 )
+
+    def _require_erasure(self, request: PrivacyRequest) -> None:
+        if request.kind != "erasure":
+            raise PrivacyError(f"request {request.id} is an access request, not an erasure")
+        if request.duplicate_of:
+            raise PrivacyError(
+                f"request {request.id} is a duplicate of {request.duplicate_of}: carry that one on"
+            )
 
     def _require_open(self, request: PrivacyRequest) -> None:
         if not request.open:

@@ -760,17 +760,8 @@ async def privacy_erase_post(
     if confirm != "yes":
 
         def preview(desk: PrivacyDesk, full_id: str) -> Subject:
-            found = desk.request(full_id)
-            if found.kind != "erasure":
-                raise PrivacyError(f"request {found.id} is an access request, not an erasure")
-            if found.duplicate_of:
-                raise PrivacyError(
-                    f"request {found.id} is a duplicate of {found.duplicate_of}: carry that one on"
-                )
-            if found.ledger is not None or not found.open:
-                raise PrivacyError(f"request {found.id} is {found.status_label}")
             identifiers = _form_identifiers(hub, emails, phones, source_ids)
-            return desk.resolve(full_id, identifiers, exclude=exclude, remember=False)
+            return desk.preview_erasure(full_id, identifiers, exclude=exclude)
 
         def ask(full_id: str, subject: Subject) -> Response:
             return _request_page(
