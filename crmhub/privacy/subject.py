@@ -286,11 +286,11 @@ def holders(
         for w in wheres
         for rid, deleted, raw in conn.execute(select(*columns).where(w))
     }
-    checked = [
+    parsed = [
         (rid, Person.model_validate_json(raw) if deleted is None else _deleted_person(raw))
         for rid, (deleted, raw) in sorted(rows.items())
     ]
-    checked = [(rid, person) for rid, person in checked if person is not None]
+    checked: list[tuple[int, Person]] = [(rid, p) for rid, p in parsed if p is not None]
     if not checked:
         return out
     frame = match_frame(checked)
