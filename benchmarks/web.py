@@ -27,6 +27,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 OUT = Path(__file__).resolve().parent / "out" / "web-hub"
 
@@ -77,10 +78,13 @@ def _build(records: int, pending: int) -> None:
             example = conn.execute(select(match_pairs.c.comparison).limit(1)).scalar_one()
             ids = list(conn.execute(select(source_records.c.id, source_records.c.content_hash)))
             rng = random.Random(7)
-            rows, seen = (
-                [],
-                set(conn.execute(select(match_pairs.c.left_id, match_pairs.c.right_id)).all()),
-            )
+            rows: list[dict[str, Any]] = []
+            seen: set[tuple[int, int]] = {
+                (left_id, right_id)
+                for left_id, right_id in conn.execute(
+                    select(match_pairs.c.left_id, match_pairs.c.right_id)
+                )
+            }
             stamp = datetime.now(UTC)
             while len(rows) < pending - have:
                 (a, ha), (b, hb) = rng.sample(ids, 2)

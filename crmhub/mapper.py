@@ -21,7 +21,7 @@ from crmhub.model import Activity, Person
 from crmhub.store.dialect import RawJson
 from crmhub.suppression import SuppressionList
 
-__all__ = ["Mapped", "Mapper", "default_workers", "map_record"]
+__all__ = ["Mapped", "Mapper", "default_workers", "map_batch"]
 
 MIN_BATCH_FOR_WORKERS = 1000
 """Smaller batches are mapped inline: shipping them to a process costs more than it saves."""
@@ -42,23 +42,21 @@ Mapped = tuple[str, Any]
 fields); the engine adds ids, hashes and times."""
 
 
-def map_record(context: _Context, raw: Any, external_id: str) -> Mapped:
-    """Map and validate one raw record into its store columns (never raises)."""
+def _validate(context: _Context, raw: Any, external_id: str) -> Person | Activity | list[str]:
+    """One raw record as its canonical record, or the reasons it is not one."""
     result = context.mapping.apply(
         raw, source=context.source, stream=context.stream, region=context.region
     )
     record = result.record
     if record is None:
-        return "problems", result.problems
+        return result.problems
     if record.external_id != external_id:
         record = record.model_copy(update={"external_id": external_id})
-    # After the id is the store's: an erased record's source id was suppressed by that id.
-    if context.suppressions and (
-        context.suppressions.matches(record)
-        if isinstance(record, Person)
-        else context.suppressions.matches_activity(record)
-    ):
-        return "suppressed", None
+    return record
+
+
+def _columns(record: Person | Activity) -> dict[str, Any]:
+    """The record's own store columns."""
     columns: dict[str, Any] = {
         "data": RawJson(record.model_dump_json(exclude_none=True)),
         "deleted": record.deleted,
@@ -75,7 +73,27 @@ def map_record(context: _Context, raw: Any, external_id: str) -> Mapped:
         )
     else:
         columns["source_updated_at"] = record.updated_at
-    return "row", columns
+    return columns
+
+
+def map_batch(context: _Context, batch: Sequence[tuple[Any, str]]) -> list[Mapped]:
+    """Map and validate ``(raw, external_id)`` pairs into their store columns, in order
+    (never raises)."""
+    validated = [_validate(context, raw, external_id) for raw, external_id in batch]
+    # Suppression is checked after the id is the store's (an erased record's source id was
+    # suppressed by that id), for the whole batch at once.
+    suppressed = context.suppressions.suppressed(
+        [None if isinstance(record, list) else record for record in validated]
+    )
+    mapped: list[Mapped] = []
+    for position, record in enumerate(validated):
+        if isinstance(record, list):
+            mapped.append(("problems", record))
+        elif position in suppressed:
+            mapped.append(("suppressed", None))
+        else:
+            mapped.append(("row", _columns(record)))
+    return mapped
 
 
 # The context of a worker process: inherited through fork, never pickled.
@@ -89,7 +107,7 @@ def _init_worker(context: _Context) -> None:
 
 def _map_batch(batch: Sequence[tuple[Any, str]]) -> list[Mapped]:
     assert _worker_context is not None
-    return [map_record(_worker_context, raw, external_id) for raw, external_id in batch]
+    return map_batch(_worker_context, batch)
 
 
 def default_workers() -> int:
@@ -136,7 +154,7 @@ class Mapper:
     def submit(self, batch: Sequence[tuple[Any, str]]) -> list[Future[list[Mapped]] | _Done]:
         """Start mapping ``(raw, external_id)`` pairs; the parts come back in order."""
         if self.workers <= 1 or len(batch) < MIN_BATCH_FOR_WORKERS:
-            return [_Done(_map_inline(self.context, batch))]
+            return [_Done(map_batch(self.context, batch))]
         pool = self._ensure_pool()
         size = -(-len(batch) // (self.workers * 2))  # two parts per worker balance the load
         return [pool.submit(_map_batch, batch[i : i + size]) for i in range(0, len(batch), size)]
@@ -156,7 +174,3 @@ class Mapper:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
-
-
-def _map_inline(context: _Context, batch: Sequence[tuple[Any, str]]) -> list[Mapped]:
-    return [map_record(context, raw, external_id) for raw, external_id in batch]

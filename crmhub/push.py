@@ -438,17 +438,17 @@ def _suppressed(
     suppressions: SuppressionList, values: Mapping[str, Any], record: Mapping[str, Any]
 ) -> bool:
     """Whether the customer or the record carries a suppressed identifier."""
-    for data in (values, record):
-        person = Person.model_construct(
+    people = [
+        Person.model_construct(
             source=str(record.get("source") or ""),
             stream=str(record.get("stream") or ""),
             external_id=str(record.get("external_id") or ""),
             emails=list(data.get("emails") or []),
             phones=list(data.get("phones") or []),
         )
-        if suppressions.matches(person):
-            return True
-    return False
+        for data in (values, record)
+    ]
+    return bool(suppressions.suppressed(people))
 
 
 def load_json(value: Any) -> dict[str, Any]:

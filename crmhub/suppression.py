@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -19,7 +20,7 @@ from crmhub.errors import ConfigError
 from crmhub.model import Activity, Person
 from crmhub.store.schema import suppressions
 
-__all__ = ["SuppressionList", "identifier_hash", "person_identifiers"]
+__all__ = ["SuppressionList", "identifier_hash"]
 
 _BLOCK = 64  # SHA-256's block size: the HMAC key is padded (or hashed) to it
 
@@ -29,52 +30,48 @@ def identifier_hash(secret: bytes, kind: str, value: str) -> str:
     return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
-def person_identifiers(person: Person) -> Iterator[tuple[str, str]]:
-    """The identifiers of a person that suppression matches on, as (kind, value)."""
-    for email in person.emails:
-        yield "email", email
-    for phone in person.phones:
-        yield "phone", phone
-    yield "source_id", f"{person.source}/{person.stream}/{person.external_id}"
-
-
 class SuppressionList:
     """The suppression hashes, loaded once per run (the list is small: one entry per erased
     identifier)."""
 
     def __init__(self, secret: bytes | None, hashes: Iterable[tuple[str, str]]) -> None:
-        self._secret = secret
-        self._hashes = frozenset(hashes)
-        if self._hashes and not secret:
+        by_kind: dict[str, set[bytes]] = {}
+        for kind, digest in hashes:
+            by_kind.setdefault(kind, set()).add(bytes.fromhex(digest))
+        if by_kind and not secret:
             raise ConfigError(
                 "the hub has suppressed identifiers but no secret to match them: "
                 'set hub.secret = "env:CRMHUB_SECRET"',
                 key="hub.secret",
             )
-        # The check runs for every record of every pull. HMAC (RFC 2104) is computed from
-        # the two keyed SHA-256 states, set up once and copied per value (C-level copies:
-        # 0.8 µs against 5 µs for hmac.new(...).hexdigest() here); digests are compared as
-        # bytes, and kinds the list does not hold are never hashed.
+        self._digests = {kind: frozenset(digests) for kind, digests in by_kind.items()}
+        self._size = sum(len(digests) for digests in self._digests.values())
+        # The check runs for every record of every pull, so the HMAC (RFC 2104) is computed
+        # from keyed SHA-256 states set up once: the inner one per kind, already fed the
+        # "kind:" prefix; each value costs two C-level state copies instead of a key set-up.
         key = secret or b""
         if len(key) > _BLOCK:
             key = hashlib.sha256(key).digest()
         key = key.ljust(_BLOCK, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-        by_kind: dict[str, set[bytes]] = {}
-        for kind, digest in self._hashes:
-            by_kind.setdefault(kind, set()).add(bytes.fromhex(digest))
-        self._digests = {kind: frozenset(digests) for kind, digests in by_kind.items()}
+        self._inner: dict[str, Any] = {}
+        for kind in self._digests:
+            self._inner[kind] = state = inner.copy()
+            state.update(f"{kind}:".encode())
 
-    def _held(self, kind: str, value: str) -> bool:
-        digests = self._digests.get(kind)
-        if not digests:
-            return False
-        inner = self._inner.copy()
-        inner.update(f"{kind}:{value}".encode())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest() in digests
+    def _held_digests(self, kind: str, values: Sequence[str]) -> list[bytes]:
+        """The keyed digests of ``values`` of one kind (equal to :func:`identifier_hash`)."""
+        inner_copy = self._inner[kind].copy
+        outer_copy = self._outer.copy
+        digests = []
+        for value in values:
+            inner = inner_copy()
+            inner.update(value.encode())
+            outer = outer_copy()
+            outer.update(inner.digest())
+            digests.append(outer.digest())
+        return digests
 
     @classmethod
     def empty(cls) -> SuppressionList:
@@ -88,22 +85,62 @@ class SuppressionList:
         return cls(secret, ((kind, digest) for kind, digest in rows))
 
     def __bool__(self) -> bool:
-        return bool(self._hashes)
+        return self._size > 0
 
     def __len__(self) -> int:
-        return len(self._hashes)
+        return self._size
 
-    def matches_activity(self, activity: Activity) -> bool:
-        """Whether the activity belongs to a suppressed (erased) person of its source: an
-        invoice a billing system keeps after the customer's erasure must not bring their id
-        (or what the invoice copied of them) back into the hub."""
-        if not self._hashes or self._secret is None or not activity.person_external_id:
-            return False
-        stream = activity.person_stream or ""
-        return self._held("source_id", f"{activity.source}/{stream}/{activity.person_external_id}")
+    def suppressed(self, records: Sequence[Person | Activity | None]) -> set[int]:
+        """The positions of the records that belong to a suppressed person (``None`` entries,
+        records that did not map, are skipped).
+
+        A person is suppressed when any of its identifiers is; an activity when its person's
+        source id is: an invoice a billing system keeps after the customer's erasure must not
+        bring their id (or what the invoice copied of them) back into the hub. A whole batch
+        is checked at once, one kind at a time: the hashing runs in one tight loop, and a
+        batch without a match (nearly every one) is settled by one set comparison per kind;
+        only a batch with a match is gone through record by record.
+        """
+        if not self._digests:
+            return set()
+        values = _identifiers(records)
+        found: set[int] = set()
+        for kind, held in self._digests.items():
+            if held.isdisjoint(self._held_digests(kind, values.get(kind, ()))):
+                continue
+            found.update(
+                position
+                for position, record in enumerate(records)
+                if not held.isdisjoint(
+                    self._held_digests(kind, _identifiers([record]).get(kind, ()))
+                )
+            )
+        return found
 
     def matches(self, person: Person) -> bool:
         """Whether any identifier of the person is suppressed."""
-        if not self._hashes or self._secret is None:
-            return False
-        return any(self._held(kind, value) for kind, value in person_identifiers(person))
+        return bool(self.suppressed([person]))
+
+    def matches_activity(self, activity: Activity) -> bool:
+        """Whether the activity belongs to a suppressed (erased) person of its source."""
+        return bool(self.suppressed([activity]))
+
+
+def _identifiers(records: Sequence[Person | Activity | None]) -> dict[str, list[str]]:
+    """The identifiers the records are checked by, by kind: the emails, phones and source
+    ids of the people, and the source ids of the people the activities belong to (one pass:
+    this runs for every record of every pull)."""
+    emails: list[str] = []
+    phones: list[str] = []
+    source_ids: list[str] = []
+    add_emails, add_phones, add_source_id = emails.extend, phones.extend, source_ids.append
+    for record in records:
+        if isinstance(record, Person):
+            add_emails(record.emails)
+            add_phones(record.phones)
+            add_source_id(f"{record.source}/{record.stream}/{record.external_id}")
+        elif record is not None and record.person_external_id:
+            add_source_id(
+                f"{record.source}/{record.person_stream or ''}/{record.person_external_id}"
+            )
+    return {"email": emails, "phone": phones, "source_id": source_ids}

@@ -27,6 +27,7 @@ import orjson
 import structlog
 from sqlalchemy.engine import Engine
 
+from crmhub.collector import young_collections_only
 from crmhub.connector import Connector, Page
 from crmhub.errors import CrmhubError
 from crmhub.mapper import Mapper
@@ -189,7 +190,10 @@ class StreamSync:
         bound.info("sync.stream.started", mode=mode, resume=bool(state and "pass" in state))
         mapper = self._mapper(self.workers)
         try:
-            self._consume(read(state), result, mapper, dry_run)
+            # The pages in flight are what the run holds: no need to walk the whole heap
+            # each time one is promoted (the mapping workers, forked inside, inherit this).
+            with young_collections_only():
+                self._consume(read(state), result, mapper, dry_run)
             result.status = "dry-run" if dry_run else "succeeded"
         except CrmhubError as exc:  # ConnectorError and the rest: say what, keep what was stored
             result.status, result.error = "failed", str(exc)

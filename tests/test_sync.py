@@ -5,6 +5,7 @@ suppression, and logs without personal data."""
 from __future__ import annotations
 
 import csv
+import gc
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,10 +58,12 @@ class _Flaky(crmhub.Connector):
     streams = {"people": Stream(primary_key="id", cursor="n")}
     default_mapping = "people_file"
     seen_states: list[Any] = []
+    seen_thresholds: list[tuple[int, int, int]] = []
     fail = True
 
     def read(self, stream: str, state: dict[str, Any] | None) -> Iterator[Page]:
         type(self).seen_states.append(state)
+        type(self).seen_thresholds.append(gc.get_threshold())
         start = (state or {}).get("n", 0)
         for page in range(start, 4):
             if page == 2 and type(self).fail:
@@ -194,6 +197,19 @@ def test_state_is_committed_with_its_records_and_a_rerun_resumes(
     assert resumed.ok and resumed.counts.inserted == 20
     assert _Flaky.seen_states[-1] == {"n": 2}
     assert _count(engine, source_records) == 40
+
+
+def test_a_run_defers_full_collections_while_it_reads_and_gives_them_back(
+    engine: Engine, tmp_path: Path
+) -> None:
+    _Flaky.seen_thresholds.clear()
+    _Flaky.fail = True  # the scope must end on a failed run too
+    before = gc.get_threshold()
+    [failed] = _hub(engine, tmp_path, api={"type": "flaky"}).sync()
+    assert failed.status == "failed"
+    [during] = _Flaky.seen_thresholds
+    assert during[:2] == before[:2] and during[2] > before[2]
+    assert gc.get_threshold() == before
 
 
 def test_quarantine_retry_stores_records_after_a_mapping_fix(

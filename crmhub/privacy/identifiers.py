@@ -93,7 +93,7 @@ def record_identifiers(
     connector: str, stream: str, external_id: str, data: Mapping[str, Any]
 ) -> list[Identifier]:
     """Every identifier a stored person record carries (its emails, phones and source id),
-    matching :func:`crmhub.suppression.person_identifiers`."""
+    the ones :meth:`crmhub.suppression.SuppressionList.suppressed` checks."""
     found = [Identifier("source_id", source_id(connector, stream, external_id))]
     found += [Identifier("email", e) for e in data.get("emails") or () if isinstance(e, str)]
     found += [Identifier("phone", p) for p in data.get("phones") or () if isinstance(p, str)]

@@ -24,10 +24,8 @@ candidate pairs and the records' stored text never at the same time (see
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -38,6 +36,7 @@ import structlog
 from sqlalchemy import bindparam, or_, select, union
 from sqlalchemy.engine import Connection, Engine
 
+from crmhub.collector import collector_paused
 from crmhub.config import HubConfig, SurvivorshipSettings
 from crmhub.dedupe.builtin import MIN_TRAINING_RECORDS
 from crmhub.dedupe.normalize import match_frame
@@ -212,7 +211,7 @@ class Resolver:
             report.stages[name] = report.stages.get(name, 0.0) + at - mark
             mark = at
 
-        with _collector_paused(), self.engine.begin() as conn:
+        with collector_paused(), self.engine.begin() as conn:
             lock_hub(conn)
             people = read_people(conn)
             stage("load")
@@ -397,20 +396,6 @@ class _HashesOf(Mapping[int, str]):
 
     def __len__(self) -> int:
         return len(self._records)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection meanwhile: a full pass creates millions of small acyclic
-    objects, and each collection would walk all of them (reference counting still frees
-    them; cycles are collected once it is back on)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _refine_with_decisions(conn: Connection, result: MatchResult, settings: MatchSettings) -> int:

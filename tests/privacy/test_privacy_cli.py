@@ -309,3 +309,50 @@ def test_the_suppression_check_is_exactly_the_stored_hmac(secret: bytes) -> None
     for kind, value in (("email", "a@b.co"), ("source_id", "shop/people/c1")):
         entries = SuppressionList(secret, [(kind, identifier_hash(secret, kind, value))])
         assert entries.matches(held) and not entries.matches(other)
+
+
+def test_a_batch_check_names_exactly_the_suppressed_positions() -> None:
+    from datetime import UTC, datetime
+
+    from crmhub.model import Activity, Person
+    from crmhub.suppression import SuppressionList, identifier_hash
+
+    secret = b"batch-secret"
+    entries = SuppressionList(
+        secret,
+        [
+            ("email", identifier_hash(secret, "email", "gone@b.co")),
+            ("phone", identifier_hash(secret, "phone", "+447700900123")),
+            ("source_id", identifier_hash(secret, "source_id", "shop/people/c9")),
+        ],
+    )
+
+    def person(external_id: str, **values: list[str]) -> Person:
+        return Person(source="shop", stream="people", external_id=external_id, **values)
+
+    def invoice(external_id: str, owner: str | None) -> Activity:
+        return Activity(
+            source="shop",
+            stream="invoices",
+            external_id=external_id,
+            kind="invoice",
+            occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+            person_stream="people",
+            person_external_id=owner,
+        )
+
+    batch = [
+        person("c1", emails=["kept@b.co"]),
+        person("c2", emails=["kept2@b.co", "gone@b.co"]),  # its second email
+        None,  # a record that did not map
+        person("c3", phones=["+447700900123"]),
+        person("c9"),  # its source id
+        invoice("i1", "c9"),  # an erased person's invoice
+        invoice("i2", "c1"),
+        invoice("i3", None),
+        person("c4", emails=["gone@b.co.uk"], phones=["+447700900124"]),
+    ]
+    assert entries.suppressed(batch) == {1, 3, 4, 5}
+    assert SuppressionList.empty().suppressed(batch) == set()
+    assert entries.suppressed([]) == set()
+    assert entries.matches_activity(batch[5]) and not entries.matches_activity(batch[6])
