@@ -8,6 +8,9 @@ Each phase runs in its own process, so its peak memory (max RSS) is its own:
   none mapped or written (the unchanged path);
 - ``incremental``: a normal incremental sync with nothing new (the cursor filters).
 
+Matching (which ``crmhub sync`` runs after the streams) is not part of these figures: it has
+benchmarks of its own (``dedupe.py``, ``hub_dedupe.py``); ``--match`` adds it to each phase.
+
 Usage::
 
     python benchmarks/ingest.py --people 100000 --repeat 3
@@ -57,13 +60,13 @@ def _data_file(people: int, seed: int, cache: Path) -> Path:
     return path
 
 
-def _phase(folder: Path, phase: str) -> dict[str, object]:
+def _phase(folder: Path, phase: str, match: bool) -> dict[str, object]:
     """Run one phase in this process and report its numbers."""
     from crmhub.hub import Hub
 
     started = time.perf_counter()
     with Hub.open(folder / "crmhub.toml") as hub:
-        [result] = hub.sync(full=phase == "resync")
+        [result] = hub.sync(full=phase == "resync", match=match)
     elapsed = time.perf_counter() - started
     counts = result.counts
     assert result.ok, result.error
@@ -90,13 +93,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--page-size", type=int, default=5000)
     parser.add_argument("--phases", default="first,resync,incremental")
+    parser.add_argument("--match", action="store_true", help="match after each phase's sync")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "crmhub-bench")
     parser.add_argument("--run-phase", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.run_phase:  # child process: one phase
-        print(json.dumps(_phase(args.folder, args.run_phase)))
+        print(json.dumps(_phase(args.folder, args.run_phase, args.match)))
         return
 
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -109,7 +113,15 @@ def main() -> None:
             (folder / "crmhub.toml").write_text(CONFIG.format(data=data, page_size=args.page_size))
             for phase in ["first", *[p for p in phases if p != "first"]]:
                 output = subprocess.run(
-                    [sys.executable, __file__, "--run-phase", phase, "--folder", str(folder)],
+                    [
+                        sys.executable,
+                        __file__,
+                        "--run-phase",
+                        phase,
+                        "--folder",
+                        str(folder),
+                        *(["--match"] if args.match else []),
+                    ],
                     check=True,
                     capture_output=True,
                     text=True,
@@ -125,7 +137,8 @@ def main() -> None:
 
     print(
         f"\nN = {args.people:,} people, median of {args.repeat} runs "
-        f"(page size {args.page_size}, {os.cpu_count()} cores)"
+        f"(page size {args.page_size}, {os.cpu_count()} cores"
+        f"{', matching included' if args.match else ''})"
     )
     for phase, runs in results.items():
         if not runs:
