@@ -25,7 +25,10 @@ def push(
         False, "--failed", help="List pushes that failed or wait for a retry; send nothing."
     ),
     retry_only: bool = typer.Option(
-        False, "--retry-only", help="Send what is queued and due; queue nothing new."
+        False,
+        "--retry-only",
+        help="Send what is queued and due (each checked again: what is no longer needed is "
+        "dropped); queue nothing new.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
@@ -67,6 +70,8 @@ def push_dict(outcome: PushOutcome) -> dict[str, Any]:
         "unchanged": plan.unchanged if plan else 0,
         "suppressed": plan.suppressed if plan else 0,
         "invalid": plan.invalid if plan else 0,
+        "consent_withheld": plan.consent_withheld if plan else 0,
+        "dropped": plan.dropped if plan else 0,
         **{
             k: v
             for k, v in outcome.counts.as_dict().items()
@@ -98,6 +103,9 @@ def print_pushes(outcomes: list[PushOutcome]) -> None:
                 f"{escape(outcome.error)}",
                 soft_wrap=True,
             )
+    dropped = sum(o.plan.dropped for o in outcomes if o.plan)
+    if dropped:
+        console.print(f"{dropped:,} queued pushes were no longer needed and were dropped")
     if any(o.counts.push_failed for o in outcomes):
         console.print("some pushes failed: see `crmhub push --failed`")
 

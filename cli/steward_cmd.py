@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,7 +22,8 @@ from crmhub.dedupe.pipeline import MatchSettings
 from crmhub.errors import ConfigError, CrmhubError
 from crmhub.hub import Hub
 from crmhub.mapping import load_mapping
-from crmhub.resolution.learning import explain, learning_report, review_queue
+from crmhub.resolution.learning import learning_report
+from crmhub.resolution.queue import PairView, QueueFilter, pair_view, pending_ids
 from crmhub.resolution.steward import Steward, StewardResult
 from crmhub.resolution.views import customer_view, search_customers
 from crmhub.store.schema import match_pairs
@@ -314,20 +316,16 @@ def review_session(
     while position < len(pending):
         pair_id = pending[position]
         with hub.engine.connect() as conn:
-            view = explain(conn, pair_id, comparisons)
-        if view is None or view["status"] != "pending":
+            view = pair_view(conn, pair_id, comparisons)
+        if view is None or view.status != "pending":
             position += 1
             continue
-        if view["stale"]:
-            changed = ", ".join(str(r) for r in view["changed_records"])
-            console.print(
-                f"[yellow]pair {pair_id}: record {changed} changed since the pair was scored; "
-                "skipped (the next matching run scores it again)[/]"
-            )
+        if view.stale:
+            console.print(f"[yellow]pair {pair_id}: {escape(view.stale_reason or '')} Skipped.[/]")
             summary.stale += 1
             position += 1
             continue
-        _render_pair(view, position + 1, len(pending), blind)
+        _render_pair(view.blinded() if blind else view, position + 1, len(pending))
         while True:
             console.print(f"[bold]{KEYS_HELP}[/] > ", end="")
             key = read()
@@ -389,80 +387,72 @@ def review_session(
     return summary
 
 
-_AGREEMENT_STYLE = {"same": "", "overlap": "yellow", "differs": "bold red", "one_side": "dim"}
-_AGREEMENT_MARK = {"same": "=", "overlap": "~", "differs": "≠", "one_side": ""}
+_STATE_STYLE = {"same": "", "different": "bold red", "one-sided": "dim"}
+_STATE_MARK = {"same": "=", "different": "≠", "one-sided": ""}
 
 
-def _when(stamp: str | None) -> str:
-    """An ISO timestamp to the minute."""
-    return (stamp or "")[:16].replace("T", " ")
+def _when(stamp: datetime | None) -> str:
+    """A time to the minute."""
+    return stamp.strftime("%Y-%m-%d %H:%M") if stamp is not None else ""
 
 
-def _render_pair(view: dict[str, Any], position: int, total: int, blind: bool) -> None:
-    """The pair side by side, then its waterfall (scores left out when ``blind``)."""
-    left, right = view["records"]
-    title = f"pair {view['pair_id']} ({position} of {total})"
-    if not blind:
-        title += f" · probability {view['probability']:.4f}"
-    records = Table(
-        "", "", f"record {left['record_id']}", f"record {right['record_id']}", title=title
-    )
-    for label, key in (
-        ("source", None),
-        ("external id", "external_id"),
-        ("updated at source", "source_updated_at"),
-        ("first seen", "first_seen"),
-        ("last seen", "last_seen"),
-        ("customer", "customer_id"),
+def _render_pair(view: PairView, position: int, total: int) -> None:
+    """The pair side by side, then its waterfall: the web's pair view, in a terminal (a
+    blinded view has no scores to show)."""
+    left, right = view.left, view.right
+    title = f"pair {view.pair_id} ({position} of {total})"
+    if view.probability is not None:
+        title += f" · probability {view.probability:.4f}"
+    records = Table("", "", f"record {left.record_id}", f"record {right.record_id}", title=title)
+    for label, values in (
+        ("source", [f"{side.connector}/{side.stream}" for side in (left, right)]),
+        ("external id", [side.external_id for side in (left, right)]),
+        ("updated at source", [_when(side.source_updated_at) for side in (left, right)]),
+        ("first seen", [_when(side.first_seen) for side in (left, right)]),
+        ("last seen", [_when(side.last_seen) for side in (left, right)]),
+        (
+            "customer",
+            [side.customer.customer_id if side.customer else "" for side in (left, right)],
+        ),
     ):
-        if key is None:
-            values = [f"{side['connector']}/{side['stream']}" for side in (left, right)]
-        else:
-            values = [
-                _when(side[key]) if key.endswith(("_at", "_seen")) else str(side[key] or "")
-                for side in (left, right)
-            ]
         records.add_row(label, "", escape(values[0]), escape(values[1]), style="cyan")
     records.add_section()
-    for entry in view["fields"]:
+    for row in view.fields:
+        if row.state == "empty":
+            continue  # neither record has it: a terminal has no room for blank rows
         records.add_row(
-            entry["field"].replace("_", " "),
-            _AGREEMENT_MARK[entry["agreement"]],
-            escape(entry["left"] or ""),
-            escape(entry["right"] or ""),
-            style=_AGREEMENT_STYLE[entry["agreement"]],
+            row.label,
+            _STATE_MARK[row.state],
+            escape(row.left or ""),
+            escape(row.right or ""),
+            style=_STATE_STYLE[row.state],
         )
     console.print(records)
-    columns = ["field", "level"] if blind else ["field", "level", "weight", "total"]
-    waterfall = Table(*columns, title="evidence" if blind else "evidence (bits)")
-    if not blind and view["prior_weight"] is not None:
-        waterfall.add_row(
-            "prior", "", f"{view['prior_weight']:+.2f}", f"{view['prior_weight']:+.2f}"
-        )
-    for step in view["waterfall"]:
-        style = "dim" if step["level"] == 0 and step["field"] != "household" else ""
-        if blind:
-            waterfall.add_row(step["field"], step["label"], style=style)
+    scored = view.weight is not None
+    columns = ["field", "level", "weight", "total"] if scored else ["field", "level"]
+    waterfall = Table(*columns, title="evidence (bits)" if scored else "evidence")
+    for step in view.waterfall:
+        style = "dim" if step.level == 0 and step.field != "household" else ""
+        if step.weight is None or step.cumulative is None:
+            waterfall.add_row(step.label, step.level_label, style=style)
             continue
-        weight = step["weight"]
-        colour = "green" if weight > 0 else "red" if weight < 0 else "dim"
+        colour = "green" if step.weight > 0 else "red" if step.weight < 0 else "dim"
         waterfall.add_row(
-            step["field"],
-            step["label"],
-            f"[{colour}]{weight:+.2f}[/]",
-            f"{step['cumulative']:+.2f}",
+            step.label,
+            step.level_label,
+            f"[{colour}]{step.weight:+.2f}[/]",
+            f"{step.cumulative:+.2f}",
             style=style,
         )
-    if not blind:
+    if scored and view.waterfall_total is not None:
         waterfall.add_section()
-        final = view["waterfall"][-1]["cumulative"] if view["waterfall"] else None
         waterfall.add_row(
-            "total",
-            f"p = {view['probability']:.4f}",
-            f"{view['weight']:+.2f}",
-            "" if final is None else f"{final:+.2f}",
-            style="bold",
+            "total match weight", "", "", f"{view.waterfall_total:+.2f}", style="bold"
         )
+        if view.prior_weight is not None:
+            waterfall.add_row("prior", "", "", f"{view.prior_weight:+.2f}")
+        if view.probability is not None:
+            waterfall.add_row("probability", "", "", f"{view.probability:.4f}", style="bold")
     console.print(waterfall)
 
 
@@ -491,14 +481,11 @@ def review(
     if ctx.invoked_subcommand is not None:
         return
     with state(ctx).open_hub() as hub:
+        band = QueueFilter(
+            connector=connector, min_probability=min_probability, max_probability=max_probability
+        )
         with hub.engine.connect() as conn:
-            queue = review_queue(
-                conn,
-                connector=connector,
-                min_probability=min_probability,
-                max_probability=max_probability,
-                limit=limit,
-            )
+            queue = pending_ids(conn, band=band, limit=limit)
         if not queue:
             console.print("no pending suggestions to review")
             return

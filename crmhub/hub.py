@@ -41,8 +41,8 @@ log = structlog.get_logger("crmhub.hub")
 
 @dataclass
 class PushOutcome:
-    """What one push did for one target stream: the plan (None if not planned) and the
-    delivery's counts."""
+    """What one push did for one target stream: the plan (for a retry only, the check of
+    what was queued) and the delivery's counts."""
 
     target: str
     stream: str
@@ -331,12 +331,14 @@ class Hub:
         return targets
 
     def push(self, names: Sequence[str] | None = None, *, plan: bool = True) -> list[PushOutcome]:
-        """Queue the golden values that changed (unless ``plan`` is false) and send the due
-        pushes of the named instances (default: every enabled one); see :mod:`crmhub.push`."""
+        """Queue the golden values that changed (unless ``plan`` is false: then only the
+        pushes already queued are checked again, and those no longer needed are dropped) and
+        send the due pushes of the named instances (default: every enabled one); see
+        :mod:`crmhub.push`."""
         suppressions = self.suppressions()
         outcomes: list[PushOutcome] = []
         for target in self.push_targets(names):
-            report = plan_pushes(self.engine, target, suppressions) if plan else None
+            report = plan_pushes(self.engine, target, suppressions, queued_only=not plan)
             connector = self.connector(target.connector)
             try:
                 delivery = deliver_pushes(self.engine, connector, target.stream)

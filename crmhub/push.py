@@ -9,7 +9,10 @@ Two steps, each crash-safe on its own:
    blank a source's value; a source's own email or phone stays when it is still one of the
    customer's; suppressed (erased) people are never queued; a consent that would re-subscribe
    someone who opted out in any of the customer's records is never sent (see
-   :func:`_withhold_resubscribes`). The rows and the new watermark are committed together.
+   :func:`_withhold_resubscribes`). A queued push that the record no longer needs when it
+   is planned again (the person unsubscribed in the system itself before the retry, say) is
+   taken back, and a retry (``queued_only``) plans again exactly the records with a queued
+   push. The rows and the new watermark are committed together.
 2. :func:`deliver_pushes` sends a target's due rows in batches through the connector's
    ``write`` and stores each record's result with its batch: done (and the pushed values'
    hash kept in ``push_state``), retried later with exponential backoff, or failed for good.
@@ -107,6 +110,9 @@ class PlanReport:
     consent_withheld: int = 0
     """Pushed fields left out of changes because they would have re-subscribed someone who
     opted out in one of the customer's records (see :func:`_withhold_resubscribes`)."""
+    dropped: int = 0
+    """Queued pushes taken back before they went out: the record no longer needs them (it
+    now holds the golden values, its customer opted out, or the person was erased)."""
     problems: list[str] = field(default_factory=list)
 
 
@@ -185,11 +191,17 @@ def plan_pushes(
     suppressions: SuppressionList,
     *,
     now: datetime | None = None,
+    queued_only: bool = False,
 ) -> PlanReport:
-    """Queue the changed golden values of one target stream (see the module docstring)."""
+    """Queue the changed golden values of one target stream (see the module docstring).
+
+    With ``queued_only`` nothing new is queued: only the records with a pending push are
+    planned again, so that a retry never sends a change the record no longer needs (the
+    person unsubscribed in the system meanwhile, say); the plan's watermark stays.
+    """
     now = now or datetime.now(UTC)
     report = PlanReport(target.connector, target.stream)
-    r, c = source_records.c, customers.c
+    r, c, o = source_records.c, customers.c, outbox.c
     with engine.begin() as conn:
         since = conn.execute(
             select(push_plans.c.planned_until).where(
@@ -207,7 +219,15 @@ def plan_pushes(
                     r.stream == target.stream,
                     r.deleted_at.is_(None),
                     c.merged_into.is_(None),
-                    or_(c.updated_at >= since, r.last_seen >= since),
+                    r.external_id.in_(
+                        select(o.external_id).where(
+                            o.target == target.connector,
+                            o.stream == target.stream,
+                            o.status == "pending",
+                        )
+                    )
+                    if queued_only
+                    else or_(c.updated_at >= since, r.last_seen >= since),
                     r.id > after,
                 )
                 .order_by(r.id)
@@ -217,14 +237,15 @@ def plan_pushes(
                 break
             after = rows[-1][0]
             _plan_chunk(conn, target, suppressions, rows, report, now)
-        upsert(
-            conn,
-            push_plans,
-            [{"target": target.connector, "stream": target.stream, "planned_until": now}],
-            keys=("target", "stream"),
-            update=("planned_until",),
-        )
-    if report.queued or report.invalid or report.consent_withheld:
+        if not queued_only:
+            upsert(
+                conn,
+                push_plans,
+                [{"target": target.connector, "stream": target.stream, "planned_until": now}],
+                keys=("target", "stream"),
+                update=("planned_until",),
+            )
+    if report.queued or report.invalid or report.consent_withheld or report.dropped:
         log.info(
             "push.planned",
             target=target.connector,
@@ -233,6 +254,7 @@ def plan_pushes(
             invalid=report.invalid,
             suppressed=report.suppressed,
             consent_withheld=report.consent_withheld,
+            dropped=report.dropped,
         )
     return report
 
@@ -277,6 +299,13 @@ def _plan_chunk(
             denials = _denied_channels(conn, {row[4] for row in rows})
         return denials.get(customer_id, set())
 
+    def take_back(external_id: str) -> None:
+        # A queued push planned before what is known now must not go out either.
+        waiting = queued.pop(external_id, None)
+        if waiting is not None:
+            conn.execute(delete(outbox).where(outbox.c.id == waiting[0]))
+            report.dropped += 1
+
     fresh: list[dict[str, Any]] = []
     for _rid, external_id, data, last_seen, customer_id, golden in rows:
         report.considered += 1
@@ -295,14 +324,13 @@ def _plan_chunk(
                 target.mapping, values, desired, current, changed, partial(denied_of, customer_id)
             )
             report.consent_withheld += withheld
-            if withheld and not changed and external_id in queued:
-                # A subscribe queued before the opt-out was known must not go out either.
-                conn.execute(delete(outbox).where(outbox.c.id == queued[external_id][0]))
         if not changed:
             report.unchanged += 1
+            take_back(external_id)
             continue
         if suppressions and _suppressed(suppressions, values, record):
             report.suppressed += 1
+            take_back(external_id)
             continue
         digest = projection_hash({**current, **changed})
         before = pushed.get(external_id)

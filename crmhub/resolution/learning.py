@@ -27,33 +27,29 @@ the current model against the labels, and how many pending suggestions would cha
 (auto-merge / review / no match) under the model refitted with them — worked out in memory,
 nothing stored.
 
-**The pair explanation** (:func:`explain`): both records side by side with the fields that
-differ, the stored per-field waterfall (level and weight of each field, as the matcher
-scored the pair) and the total, sources and dates, and whether either record changed since
-the pair was scored (:func:`stale_records`: a decision on such a pair would be on evidence
-nobody has seen). :func:`review_queue` lists pending suggestions, most uncertain first.
+The pair explanation a steward decides on is :func:`crmhub.resolution.queue.pair_view`, the
+same in the web and the terminal.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from crmhub.dedupe.compare import DEFAULT_COMPARISONS, Comparison, compare
+from crmhub.dedupe.compare import compare
 from crmhub.dedupe.model import FellegiSunter, Levels
 from crmhub.dedupe.normalize import match_frame
 from crmhub.dedupe.pipeline import MatchResult, MatchSettings, ScoredPairs, match_records
-from crmhub.resolution.pairs import DECIDED, changed_since_scored
+from crmhub.resolution.pairs import DECIDED
 from crmhub.resolution.records import load_records, persons, read_people
-from crmhub.store.schema import match_pairs, source_records
+from crmhub.store.schema import match_pairs
 
 if TYPE_CHECKING:
     from crmhub.resolution.resolver import Resolver
@@ -66,17 +62,13 @@ __all__ = [
     "LabelFit",
     "LearningReport",
     "band",
-    "explain",
     "fit_labels",
     "learning_report",
     "refine_with_labels",
-    "review_queue",
-    "stale_records",
     "steward_labels",
 ]
 
 _p = match_pairs.c
-_s = source_records.c
 
 LABEL_PRIOR_PAIRS = 100.0
 """How many labelled pairs the EM estimate of m counts as when blended with the labels: at
@@ -403,233 +395,3 @@ def _refit_changes(
             key = f"{was} -> {becomes}"
             report.changes[key] = report.changes.get(key, 0) + 1
             report.would_change += 1
-
-
-# ---------------------------------------------------------------------- review
-def review_queue(
-    conn: Connection,
-    *,
-    connector: str | None = None,
-    min_probability: float | None = None,
-    max_probability: float | None = None,
-    limit: int | None = None,
-) -> list[int]:
-    """Ids of pending suggestions, most uncertain (probability nearest one half) first;
-    ``connector``: only pairs with a record from that connector."""
-    query = select(_p.id).where(_p.status == "pending")
-    if min_probability is not None:
-        query = query.where(_p.probability >= min_probability)
-    if max_probability is not None:
-        query = query.where(_p.probability <= max_probability)
-    if connector is not None:
-        query = query.where(
-            exists().where(
-                and_(
-                    _s.connector == connector,
-                    or_(_s.id == _p.left_id, _s.id == _p.right_id),
-                )
-            )
-        )
-    query = query.order_by(func.abs(_p.probability - 0.5), _p.id)
-    if limit is not None:
-        query = query.limit(limit)
-    return [int(pid) for pid in conn.execute(query).scalars()]
-
-
-def stale_records(conn: Connection, pair_id: int) -> list[int] | None:
-    """The records of a pair that changed (or were deleted) since it was scored; None if
-    there is no such pair."""
-    row = conn.execute(
-        select(_p.left_id, _p.right_id, _p.left_hash, _p.right_hash).where(_p.id == pair_id)
-    ).first()
-    if row is None:
-        return None
-    return changed_since_scored(conn, {row[0]: row[2], row[1]: row[3]})
-
-
-DISPLAY_FIELDS: tuple[str, ...] = (
-    "first_name", "last_name", "full_name", "emails", "phones", "birth_date",
-    "company", "title", "address", "identifiers",
-)  # fmt: skip
-"""The canonical fields shown side by side, in this order (a field neither record has is
-left out)."""
-
-_ADDRESS_PARTS = ("line1", "line2", "city", "region", "postal_code", "country")
-
-
-def _text(value: Any) -> str | None:
-    """A canonical value as one line of text (None when empty)."""
-    if value is None or value == "" or value == [] or value == {}:
-        return None
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    if isinstance(value, dict):
-        if set(value) & set(_ADDRESS_PARTS):
-            return ", ".join(str(value[k]) for k in _ADDRESS_PARTS if value.get(k)) or None
-        return ", ".join(f"{k}: {v}" for k, v in sorted(value.items()) if v) or None
-    return str(value)
-
-
-def _agreement(left: Any, right: Any) -> str:
-    """``same``, ``overlap`` (lists sharing a value), ``differs``, or ``one_side``."""
-    a, b = _text(left), _text(right)
-    if a is None or b is None:
-        return "one_side"
-    if isinstance(left, list) and isinstance(right, list):
-        x = {" ".join(str(v).split()).casefold() for v in left}
-        y = {" ".join(str(v).split()).casefold() for v in right}
-        return "same" if x == y else "overlap" if x & y else "differs"
-    same = " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
-    return "same" if same else "differs"
-
-
-def _stamp(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def explain(
-    conn: Connection,
-    pair_id: int,
-    comparisons: Sequence[Comparison] = DEFAULT_COMPARISONS,
-) -> dict[str, Any] | None:
-    """What a steward needs to decide a pair, as plain data; None if there is no such pair.
-
-    Keys: ``pair_id``, ``status``, ``probability``, ``weight`` (the total match weight),
-    ``prior_weight``, ``model_version``, ``scored_at``, ``decided_by``, ``decided_at``,
-    ``records`` (left and right: id, connector, stream, external id, dates, customer,
-    ``changed``), ``fields`` (per canonical field: ``left``, ``right``, ``agreement``),
-    ``waterfall`` (per comparison: ``field``, ``level``, ``label``, ``weight``,
-    ``cumulative`` from the prior), ``stale`` and ``changed_records``.
-    """
-    row = (
-        conn.execute(
-            select(
-                _p.id,
-                _p.left_id,
-                _p.right_id,
-                _p.probability,
-                _p.weight,
-                _p.comparison,
-                _p.status,
-                _p.model_version,
-                _p.left_hash,
-                _p.right_hash,
-                _p.decided_by,
-                _p.decided_at,
-                _p.created_at,
-            ).where(_p.id == pair_id)
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        return None
-    found = {
-        r["id"]: r
-        for r in conn.execute(
-            select(
-                _s.id,
-                _s.connector,
-                _s.stream,
-                _s.external_id,
-                _s.data,
-                _s.content_hash,
-                _s.source_updated_at,
-                _s.first_seen,
-                _s.last_seen,
-                _s.deleted_at,
-                _s.customer_id,
-            ).where(_s.id.in_([row["left_id"], row["right_id"]]))
-        ).mappings()
-    }
-    sides: list[dict[str, Any]] = []
-    data: list[Mapping[str, Any]] = []
-    ends = ((row["left_id"], row["left_hash"]), (row["right_id"], row["right_hash"]))
-    for rid, scored_hash in ends:
-        record = found.get(rid)
-        if record is None:  # cannot happen: pairs go with their records
-            return None
-        data.append(record["data"] or {})
-        sides.append(
-            {
-                "record_id": int(rid),
-                "connector": record["connector"],
-                "stream": record["stream"],
-                "external_id": record["external_id"],
-                "source_updated_at": _stamp(record["source_updated_at"]),
-                "first_seen": _stamp(record["first_seen"]),
-                "last_seen": _stamp(record["last_seen"]),
-                "deleted": record["deleted_at"] is not None,
-                "customer_id": record["customer_id"],
-                "changed": record["deleted_at"] is not None
-                or record["content_hash"] != scored_hash,
-            }
-        )
-    fields = [
-        {
-            "field": name,
-            "left": _text(data[0].get(name)),
-            "right": _text(data[1].get(name)),
-            "agreement": _agreement(data[0].get(name), data[1].get(name)),
-        }
-        for name in DISPLAY_FIELDS
-        if _text(data[0].get(name)) is not None or _text(data[1].get(name)) is not None
-    ]
-    probability, weight = float(row["probability"]), float(row["weight"])
-    prior_weight = None
-    if 0.0 < probability < 1.0:
-        prior_weight = round(math.log2(probability / (1.0 - probability)) - weight, 4)
-    waterfall = _waterfall(row["comparison"] or {}, comparisons, prior_weight or 0.0)
-    changed = [side["record_id"] for side in sides if side["changed"]]
-    return {
-        "pair_id": int(row["id"]),
-        "status": row["status"],
-        "probability": probability,
-        "weight": weight,
-        "prior_weight": prior_weight,
-        "model_version": row["model_version"],
-        "scored_at": _stamp(row["created_at"]),
-        "decided_by": row["decided_by"],
-        "decided_at": _stamp(row["decided_at"]),
-        "records": sides,
-        "fields": fields,
-        "waterfall": waterfall,
-        "stale": bool(changed),
-        "changed_records": changed,
-    }
-
-
-def _waterfall(
-    stored: Mapping[str, Any], comparisons: Sequence[Comparison], start: float
-) -> list[dict[str, Any]]:
-    """The stored ``{field: [level, weight]}`` in the comparisons' order (fields the
-    configured comparisons do not know after them, the household term last), each with its
-    level's label and the running total from ``start`` (the prior's weight)."""
-    known = {c.name: c for c in comparisons}
-    order = [c.name for c in comparisons if c.name in stored]
-    order += sorted(name for name in stored if name not in known and name != "household")
-    if "household" in stored:
-        order.append("household")
-    steps: list[dict[str, Any]] = []
-    running = start
-    for name in order:
-        entry = stored[name]
-        level, weight = int(entry[0]), float(entry[1])
-        comparison = known.get(name)
-        if name == "household":
-            label = "household"
-        elif comparison is not None and 0 <= level < len(comparison.levels):
-            label = comparison.levels[level]
-        else:
-            label = f"level {level}"
-        running += weight
-        steps.append(
-            {
-                "field": name,
-                "level": level,
-                "label": label,
-                "weight": weight,
-                "cumulative": round(running, 4),
-            }
-        )
-    return steps

@@ -72,6 +72,7 @@ __all__ = [
     "list_pending",
     "next_pending",
     "pair_view",
+    "pending_ids",
     "undo_decision",
 ]
 
@@ -714,6 +715,30 @@ def list_pending(
         next_after=next_after,
         prev_before=prev_before,
     )
+
+
+def pending_ids(
+    conn: Connection,
+    *,
+    sort: Sort = "uncertainty",
+    band: QueueFilter | None = None,
+    limit: int | None = None,
+) -> list[int]:
+    """The ids of the pending pairs in queue order (the first ``limit``, or all): the queue
+    a terminal review walks, in the order the web shows it."""
+    ids: list[int] = []
+    after: int | None = None
+    while limit is None or len(ids) < limit:
+        want = _PAGE_OF_IDS if limit is None else min(_PAGE_OF_IDS, limit - len(ids))
+        page = list_pending(conn, sort=sort, band=band, limit=want, after=after, with_total=False)
+        ids.extend(item.pair_id for item in page.items)
+        if page.next_after is None:
+            break
+        after = page.next_after
+    return ids
+
+
+_PAGE_OF_IDS = 500
 
 
 def next_pending(

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from crmhub.cli.main import app
 from crmhub.cli.steward_cmd import read_key
 from crmhub.hub import Hub
-from crmhub.resolution.learning import explain, review_queue
+from crmhub.resolution.queue import PairView, QueueFilter, pair_view, pending_ids
 from crmhub.sandbox.world import Sandbox
 from crmhub.store.schema import audit_log, match_pairs, source_records
 
@@ -50,9 +50,17 @@ def _review(hub: Hub, keys: str, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def _queue(hub: Hub, **filters: object) -> list[int]:
+def _queue(hub: Hub, limit: int | None = None, **band: object) -> list[int]:
     with hub.engine.connect() as conn:
-        return review_queue(conn, **filters)  # type: ignore[arg-type]
+        return pending_ids(conn, band=QueueFilter.model_validate(band), limit=limit)
+
+
+def _view(hub: Hub, pair_id: int) -> PairView:
+    """The web's pair view of the pair, which the terminal shows."""
+    with hub.engine.connect() as conn:
+        view = pair_view(conn, pair_id, hub.resolver().settings.comparisons)
+    assert view is not None
+    return view
 
 
 def _pair(hub: Hub, pair_id: int) -> dict[str, object]:
@@ -106,33 +114,34 @@ def test_keys_decide_skip_and_undo_into_the_store_and_the_audit_log(hub: Hub) ->
 
 def test_a_pair_shows_both_records_the_waterfall_and_the_score(hub: Hub) -> None:
     first = _queue(hub)[0]
-    with hub.engine.connect() as conn:
-        view = explain(conn, first)
-    assert view is not None
+    view = _view(hub, first)
     code, out = _review(hub, "q\n")
     assert code == 0, out
-    left, right = view["records"]
-    assert f"record {left['record_id']}" in out and f"record {right['record_id']}" in out
-    assert f"{left['connector']}/{left['stream']}" in out
-    assert f"{view['probability']:.4f}" in out
-    for step in view["waterfall"]:
-        assert step["label"] in out
-    assert f"{view['weight']:+.2f}" in out  # the total of the field weights
+    left, right = view.left, view.right
+    assert f"record {left.record_id}" in out and f"record {right.record_id}" in out
+    assert f"{left.connector}/{left.stream}" in out
+    assert f"{view.probability:.4f}" in out
+    shown = [row for row in view.fields if row.state != "empty"]
+    assert shown
+    for row in shown:  # side by side, as the web shows them
+        assert row.label in out and (row.left or row.right or "") in out
+    for step in view.waterfall:
+        assert step.label in out and step.level_label in out
+    assert view.waterfall_total is not None
+    assert f"{view.waterfall_total:+.2f}" in out  # the total of the field weights
     assert "0 merged, 0 not a match, 0 skipped" in out
     assert _pair(hub, first)["status"] == "pending"  # q decides nothing
 
 
 def test_blind_mode_hides_the_scores(hub: Hub) -> None:
     first = _queue(hub)[0]
-    with hub.engine.connect() as conn:
-        view = explain(conn, first)
-    assert view is not None
+    view = _view(hub, first)
     code, out = _review(hub, "q\n", "--blind")
     assert code == 0, out
     assert f"pair {first} (1 of" in out
-    assert f"{view['probability']:.4f}" not in out
-    assert "probability" not in out and "bits" not in out
-    assert view["waterfall"][0]["label"] in out  # the levels are still shown
+    assert f"{view.probability:.4f}" not in out
+    assert "probability" not in out and "bits" not in out and "prior" not in out
+    assert view.waterfall[0].level_label in out  # the levels are still shown
 
 
 def test_a_pair_whose_record_changed_is_refused_and_skipped(hub: Hub) -> None:
@@ -149,7 +158,8 @@ def test_a_pair_whose_record_changed_is_refused_and_skipped(hub: Hub) -> None:
     code, out = _review(hub, "y\nq\n")
 
     assert code == 0, out
-    assert f"pair {first}: record {changed} changed since the pair was scored" in out
+    assert f"pair {first}: The right record ({changed}, " in out
+    assert "changed since the pair was scored" in out
     assert _pair(hub, first)["status"] == "pending"  # never decided
     assert _pair(hub, second)["status"] == "accepted"  # the key went to the next pair
     assert [e[1] for e in _events(hub)[len(before) :]] == ["pair.accepted"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 import crmhub
@@ -384,8 +384,34 @@ def test_a_queued_subscribe_is_dropped_once_an_opt_out_is_known(hub: Hub, engine
     CRM_PEOPLE["c1"].update(newsletter="no", updated_at="2024-07-01T00:00:00Z")
     hub.sync()
     report = plan_pushes(engine, hub.push_targets(["list"])[0], hub.suppressions())
-    assert report.consent_withheld == 1
+    assert (report.consent_withheld, report.dropped) == (1, 1)
     assert _pending(engine) == {_member_id("Grace"): "subscribed"}
+
+
+@pytest.mark.parametrize("retry_only", [False, True], ids=["push", "retry-only"])
+def test_a_queued_subscribe_is_taken_back_when_the_person_unsubscribes_in_the_system(
+    hub: Hub, engine: Engine, retry_only: bool
+) -> None:
+    # The list holds all Grace's values but the subscription: only that is queued, and it
+    # waits for a retry.
+    MEMBERS[_member_id("Grace")]["merge_fields"]["ADDRESS"] = {"city": "London"}
+    FAIL_NEXT.extend(["HTTP 503", "HTTP 503"])
+    hub.sync(push=True)
+    assert _pending(engine)[_member_id("Grace")] == "subscribed"
+    assert _sent_to("Grace") == [{"status": "subscribed"}]
+    # Before the retry Grace unsubscribes in the list itself: it now holds the golden values
+    # (her consent is denied there, so it is denied in the hub), and nothing is left to send.
+    MEMBERS[_member_id("Grace")].update(status="unsubscribed", last_changed="2024-08-01T00:00:00Z")
+    hub.sync()
+    with engine.begin() as conn:  # the retries are due now
+        conn.execute(update(outbox).values(next_attempt_at=None))
+    [outcome] = hub.push(plan=not retry_only)
+    assert outcome.plan is not None and outcome.plan.dropped == 1
+    assert outcome.plan.queued == 0
+    assert _member_id("Grace") not in _pending(engine)
+    assert _statuses("Grace") == ["subscribed"]  # the first, failed attempt only
+    assert MEMBERS[_member_id("Grace")]["status"] == "unsubscribed"
+    assert MEMBERS[_member_id("Ada")]["status"] == "unsubscribed"  # Ada's retry went out
 
 
 def _pending(engine: Engine) -> dict[str, Any]:

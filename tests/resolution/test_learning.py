@@ -18,11 +18,11 @@ from crmhub.hub import Hub
 from crmhub.resolution.learning import (
     LABEL_PRIOR_PAIRS,
     band,
-    explain,
     fit_labels,
     learning_report,
     steward_labels,
 )
+from crmhub.resolution.queue import pair_view
 from crmhub.resolution.steward import Steward
 from crmhub.sandbox.world import Sandbox
 from crmhub.store.schema import audit_log, customers, dedupe_models, match_pairs, source_records
@@ -209,13 +209,13 @@ def _decide_consistently(
         if limit is not None and len(accepted) + len(rejected) >= limit:
             break
         with hub.engine.connect() as conn:
-            view = explain(conn, pid)
+            view = pair_view(conn, pid, steward.resolver.settings.comparisons)
         assert view is not None
-        first_name = next(s for s in view["waterfall"] if s["field"] == "first_name")
-        if first_name["label"] == "exact":
+        first_name = next(s for s in view.waterfall if s.field == "first_name")
+        if first_name.level_label == "exact":
             steward.decide(pid, True)
             accepted.append((a, b))
-        elif first_name["label"] == "different":
+        elif first_name.level_label == "different":
             steward.decide(pid, False)
             rejected.append((a, b))
     return accepted, rejected
