@@ -22,10 +22,11 @@ from crmhub.dedupe.pipeline import MatchSettings
 from crmhub.errors import ConfigError, CrmhubError
 from crmhub.hub import Hub
 from crmhub.mapping import load_mapping
+from crmhub.resolution.customer360 import customer_360
 from crmhub.resolution.learning import learning_report
 from crmhub.resolution.queue import PairView, QueueFilter, pair_view, pending_ids
 from crmhub.resolution.steward import Steward, StewardResult
-from crmhub.resolution.views import customer_view, search_customers
+from crmhub.resolution.views import search_customers
 from crmhub.store.schema import match_pairs
 
 __all__ = ["register"]
@@ -599,46 +600,65 @@ def customers_search(
 def customers_show(
     ctx: typer.Context,
     customer: str = typer.Argument(..., help="A customer id (old merged ids resolve)."),
+    activities: int = typer.Option(25, "--activities", min=1, help="Latest activities shown."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """A customer's golden values with provenance, members, suggestions and activities."""
+    """A customer's golden values with provenance, members, suggestions, traits and latest
+    activities: the web's customer page, in a terminal (``--json``: the API's document)."""
     with state(ctx).open_hub() as hub, hub.engine.connect() as conn:
-        view = customer_view(conn, customer)
+        view = customer_360(conn, customer, per_page=activities)
     if view is None:
         err_console.print(f"no customer {escape(customer)}")
         raise typer.Exit(1)
     if as_json:
-        print_json(view)
+        print_json(view.model_dump(mode="json"))
         return
-    if view["id"] != customer:
-        console.print(f"{escape(customer)} was merged into {view['id']}")
-    values = Table("field", "value", "from record", "rule", title=f"customer {view['id']}")
-    for name, golden in view["values"].items():
-        values.add_row(
-            name,
-            escape(str(golden.get("value"))),
-            str(golden.get("source_record_id") or ""),
-            golden.get("rule", ""),
+    if view.id != customer:
+        console.print(f"{escape(customer)} was merged into {view.id}")
+    values = Table("field", "value", "from", "rule", title=f"customer {view.id}")
+    for golden in view.fields:
+        source = golden.source
+        origin = (
+            f"{golden.override.set_by} ({golden.override.reason})"
+            if golden.override
+            else f"record {source.record_id} ({source.connector}/{source.stream})"
+            if source
+            else ""
         )
+        values.add_row(golden.field, escape(golden.display), escape(origin), golden.rule)
     console.print(values)
-    members = Table("record", "source", "external id", "joined by", "probability", title="members")
-    for m in view["members"]:
+    members = Table(
+        "record", "source", "external id", "joined by", "probability", "supplies", title="members"
+    )
+    for m in view.members:
         members.add_row(
-            str(m["record_id"]),
-            f"{m['connector']}/{m['stream']}",
-            escape(m["external_id"]),
-            m["method"] or "",
-            f"{m['probability']:.4f}" if m["probability"] else "",
+            str(m.record_id),
+            f"{m.connector}/{m.stream}",
+            escape(m.external_id),
+            m.link_method or "",
+            f"{m.link_probability:.4f}" if m.link_probability else "",
+            ", ".join(m.supplies),
         )
     console.print(members)
-    if view["suggestions"]:
-        console.print(f"{len(view['suggestions'])} pending suggestion(s): crmhub review list")
-    timeline = Table(
-        "when", "source", "kind", "amount", "status", title=f"activities ({view['activity_count']})"
+    if view.suggestions:
+        console.print(f"{len(view.suggestions)} pending suggestion(s): crmhub review")
+    traits = view.traits
+    value = ", ".join(money.display for money in traits.lifetime_value) or "none"
+    console.print(
+        f"lifetime value {value} · {traits.paid_invoices} paid invoice(s) · "
+        f"{traits.open_tickets} of {traits.tickets} ticket(s) open · "
+        f"in {traits.sources} system(s)"
     )
-    for act in view["activities"]:
-        amount = f"{act['amount'] / 100:.2f} {act['currency']}" if act["amount"] is not None else ""
+    page = view.timeline
+    timeline = Table(
+        "when", "source", "kind", "amount", "status", title=f"activities ({page.total})"
+    )
+    for act in page.items:
         timeline.add_row(
-            act["occurred_at"], act["connector"], act["kind"], amount, act["status"] or ""
+            _when(act.occurred_at),
+            act.connector,
+            act.kind,
+            act.display_amount or "",
+            act.status or "",
         )
     console.print(timeline)

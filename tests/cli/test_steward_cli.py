@@ -70,11 +70,15 @@ def test_sync_matches_and_customers_show_tells_the_whole_story(hub: Path) -> Non
     assert code == 0
     view = json.loads(out)
     assert sorted(m["external_id"] for m in view["members"]) == ["c1", "c2", "c3"]
-    assert set(view["values"]["emails"]["value"]) == {
-        "rob.lindqvist@mailbox.org",
-        "robert.l@fastmail.com",
-    }
-    assert view["values"]["emails"]["rule"] == "union"
+    emails = next(f for f in view["fields"] if f["field"] == "emails")
+    assert set(emails["value"]) == {"rob.lindqvist@mailbox.org", "robert.l@fastmail.com"}
+    assert emails["rule"] == "union"
+    assert view["traits"]["members"] == 3
+    code, out = _run(hub, "customers", "show", str(robert["id"]))
+    assert code == 0
+    for member in view["members"]:  # the table names every member and what it supplies
+        assert f"{member['connector']}/{member['stream']}" in out
+    assert "rob.lindqvist@mailbox.org" in out and "union" in out
     maria = _customer_of_email(hub, "maria.okafor@mailbox.org")
     assert maria["id"] != robert["id"]
 

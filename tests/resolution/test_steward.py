@@ -9,8 +9,9 @@ from sqlalchemy.engine import Engine
 from crmhub import audit
 from crmhub.model import Person
 from crmhub.resolution import Resolver
+from crmhub.resolution.customer360 import customer_360
 from crmhub.resolution.steward import Steward, StewardError, resolve_customer
-from crmhub.resolution.views import customer_view, search_customers
+from crmhub.resolution.views import search_customers
 from crmhub.store.schema import audit_log, customers, match_pairs, source_records
 
 from .conftest import partition, store_people
@@ -48,8 +49,8 @@ def test_merge_unmerge_merge_round_trip(engine: Engine, hub: tuple[Resolver, Ste
     assert _members(engine, a) == sorted([singles[0], singles[1]])
     with engine.connect() as conn:
         assert resolve_customer(conn, b) == a  # the old id keeps resolving
-        view = customer_view(conn, b)
-    assert view is not None and view["id"] == a and len(view["members"]) == 2
+        view = customer_360(conn, b)
+    assert view is not None and view.id == a and len(view.members) == 2
 
     unmerged = steward.unmerge(a, singles[1])
     assert _members(engine, a) == [singles[0]]
