@@ -10,7 +10,9 @@ server's time: routing, auth, queries, rendering), as a signed-in steward:
 
 - ``queue``: the queue page, first page and deep pages, sorted by uncertainty and by score,
   filtered by source system and score band;
-- ``pair``: the pair view of random pending pairs.
+- ``pair``: the pair view of random pending pairs;
+- ``search``: the customer search page for what stewards type (surnames, full names, cities,
+  companies, parts of emails of random customers), at most 100 of them.
 
 Usage::
 
@@ -28,6 +30,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 OUT = Path(__file__).resolve().parent / "out" / "web-hub"
 
@@ -145,7 +148,8 @@ def _measure(requests: int) -> dict[str, object]:
             "/review?connector=people",
             "/review?min_probability=0.7&max_probability=0.8",
         ]
-        timings: dict[str, list[float]] = {"queue": [], "pair": []}
+        search_urls = [f"/customers?q={quote(term)}" for term in _search_terms(hub, rng)]
+        timings: dict[str, list[float]] = {"queue": [], "pair": [], "search": []}
         with TestClient(create_app(hub)) as client:
             for url in queue_urls:  # warm the caches once, as a running server has them
                 assert client.get(url, headers=headers).status_code == 200, url
@@ -160,6 +164,11 @@ def _measure(requests: int) -> dict[str, object]:
                 response = client.get(f"/review/{pair}", headers=headers)
                 timings["pair"].append(time.perf_counter() - started)
                 assert response.status_code == 200, pair
+                if i < len(search_urls):
+                    started = time.perf_counter()
+                    response = client.get(search_urls[i], headers=headers)
+                    timings["search"].append(time.perf_counter() - started)
+                    assert response.status_code == 200, search_urls[i]
     out: dict[str, object] = {"source_records": total, "pending": len(pending_ids)}
     for name, values in timings.items():
         values.sort()
@@ -170,6 +179,43 @@ def _measure(requests: int) -> dict[str, object]:
             "n": len(values),
         }
     return out
+
+
+def _search_terms(hub: Any, rng: random.Random) -> list[str]:
+    """What stewards type into the customer search: surnames, first and last names, cities,
+    companies and parts of emails of random customers (the text search, not the exact
+    email or phone look-up through the match keys)."""
+    from sqlalchemy import func, select
+
+    from crmhub.store.schema import customers
+
+    with hub.engine.connect() as conn:
+        rows = conn.execute(
+            select(customers.c.data)
+            .where(customers.c.merged_into.is_(None))
+            .order_by(func.random())
+            .limit(200)
+        ).scalars()
+        terms: list[str] = []
+        for raw in rows:
+            data = json.loads(raw) if isinstance(raw, str) else raw
+            values = {name: (entry or {}).get("value") for name, entry in data.items()}
+            last, first, city = (
+                values.get("last_name"),
+                values.get("first_name"),
+                values.get("address"),
+            )
+            emails, company = values.get("emails") or [], values.get("company")
+            choices = [
+                last,
+                f"{first} {last}" if first and last else None,
+                (city or {}).get("city"),
+                company,
+                emails[0].split("@")[0] if emails else None,
+            ]
+            terms.extend(c for c in choices if c)
+    rng.shuffle(terms)
+    return terms[:100]
 
 
 def main() -> None:

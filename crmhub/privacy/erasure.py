@@ -200,7 +200,11 @@ def _settle_touched(
         if exists.merged_into is not None:
             # A redirect (an id merged into another): it holds the golden values of the day
             # it was merged, which may be the erased person's; a redirect needs none.
-            conn.execute(update(customers).where(c.id == customer_id).values(data={}, traits={}))
+            conn.execute(
+                update(customers)
+                .where(c.id == customer_id)
+                .values(data={}, traits={}, search_text=None)
+            )
             continue
         if members:
             live = [

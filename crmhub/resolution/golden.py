@@ -38,6 +38,7 @@ from crmhub.model import CONSENT_CHANNELS
 from crmhub.resolution.bulk import driver_value, indexes_rebuilt, insert_rows, update_rows
 from crmhub.resolution.pairs import DECIDED, StoredPairs, set_statuses
 from crmhub.resolution.records import HubRecord, mark_matched
+from crmhub.resolution.search import search_text
 from crmhub.store.dialect import in_chunks
 from crmhub.store.schema import customers, links, overrides
 
@@ -357,18 +358,33 @@ def _write_customers(
                 [records[rid] for rid in plan.clusters[i]], override_rows.get(customer_id)
             )
             before = existing.get(customer_id)
+            text = search_text(data)
             if before is None:
-                fresh.append((customer_id, _dumps(data), "{}", 1, stamp, stamp, None))
+                fresh.append((customer_id, _dumps(data), "{}", 1, stamp, stamp, None, text))
             elif before["data"] != data or before["merged_into"] is not None:  # or revived
-                changed.append((_dumps(data), before["version"] + 1, stamp, None, customer_id))
+                version = before["version"] + 1
+                changed.append((_dumps(data), version, stamp, None, text, customer_id))
         insert_rows(
             conn,
             customers,
-            ("id", "data", "traits", "version", "created_at", "updated_at", "merged_into"),
+            (
+                "id",
+                "data",
+                "traits",
+                "version",
+                "created_at",
+                "updated_at",
+                "merged_into",
+                "search_text",
+            ),
             fresh,
         )
         update_rows(
-            conn, customers, ("data", "version", "updated_at", "merged_into"), "id", changed
+            conn,
+            customers,
+            ("data", "version", "updated_at", "merged_into", "search_text"),
+            "id",
+            changed,
         )
         report.customers_created += len(fresh)
         report.customers_updated += len(changed)

@@ -37,6 +37,7 @@ from crmhub.resolution.golden import GoldenBuilder
 from crmhub.resolution.pairs import DECIDED, changed_since_scored, comparisons_of
 from crmhub.resolution.records import load_records, persons
 from crmhub.resolution.resolver import Resolver
+from crmhub.resolution.search import search_text
 from crmhub.store.dialect import lock_hub
 from crmhub.store.schema import audit_log, customers, match_pairs, overrides, source_records
 
@@ -441,7 +442,9 @@ class Steward:
             conn.execute(
                 update(customers)
                 .where(customers.c.id == customer_id)
-                .values(data=data, version=row[1] + 1, updated_at=now)
+                .values(
+                    data=data, version=row[1] + 1, updated_at=now, search_text=search_text(data)
+                )
             )
 
     def _country(self, conn: Connection, customer_id: str) -> str | None:

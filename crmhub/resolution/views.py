@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Text, cast, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from crmhub.dedupe.blocking import key_digest
 from crmhub.dedupe.normalize import email_key
 from crmhub.normalize import normalize_phone
+from crmhub.resolution.search import fold
 from crmhub.store.schema import customers, match_keys, source_records
 
 __all__ = ["search_customers"]
@@ -20,7 +21,8 @@ _s = source_records.c
 
 def search_customers(conn: Connection, query: str, limit: int = 20) -> list[dict[str, Any]]:
     """Customers whose email or phone is ``query`` (through the match keys), or whose golden
-    values contain it as text (names, companies, cities)."""
+    names, company, emails, phones or address contain it, whatever the case and accents (see
+    :mod:`crmhub.resolution.search`)."""
     query = query.strip()
     if not query:
         return []
@@ -52,13 +54,13 @@ def search_customers(conn: Connection, query: str, limit: int = 20) -> list[dict
                 if c
             }
         )
-    else:
-        pattern = f"%{query}%"
+    elif folded := fold(query):
         found = list(
             conn.execute(
                 select(customers.c.id)
                 .where(
-                    customers.c.merged_into.is_(None), cast(customers.c.data, Text).ilike(pattern)
+                    customers.c.merged_into.is_(None),
+                    customers.c.search_text.contains(folded, autoescape=True),
                 )
                 .order_by(customers.c.id)
                 .limit(limit)

@@ -85,6 +85,9 @@ customers = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     Column("merged_into", CustomerId, ForeignKey("customers.id", ondelete="SET NULL")),
+    # The folded text a steward searches by (crmhub.resolution.search): personal data, so it
+    # lives and goes with the golden values.
+    Column("search_text", Text),
     Index(None, "merged_into"),
 )
 

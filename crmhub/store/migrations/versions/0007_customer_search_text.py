@@ -1,0 +1,76 @@
+"""customers.search_text: the folded text a steward searches customers by
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-04 16:00:00
+
+Filled here from the golden values of every customer that is not merged away (a redirect
+needs none), a chunk at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+from crmhub.resolution.search import search_text
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+_CHUNK = 5000
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("customers") as batch:
+        batch.add_column(sa.Column("search_text", sa.Text(), nullable=True))
+    fill_search_text(op.get_bind())
+
+
+def fill_search_text(conn: sa.Connection) -> None:
+    """Write the search text of every customer that is not merged away."""
+    customers = sa.table(
+        "customers",
+        sa.column("id", sa.String),
+        sa.column("data", sa.Text),
+        sa.column("merged_into", sa.String),
+        sa.column("search_text", sa.Text),
+    )
+    after = ""
+    while True:
+        rows = conn.execute(
+            sa.select(customers.c.id, customers.c.data)
+            .where(customers.c.merged_into.is_(None), customers.c.id > after)
+            .order_by(customers.c.id)
+            .limit(_CHUNK)
+        ).all()
+        if not rows:
+            break
+        after = rows[-1][0]
+        filled = [
+            {"key": customer_id, "text": search_text(_loads(data))} for customer_id, data in rows
+        ]
+        conn.execute(
+            customers.update()
+            .where(customers.c.id == sa.bindparam("key"))
+            .values(search_text=sa.bindparam("text")),
+            [row for row in filled if row["text"]],
+        )
+
+
+def _loads(data: Any) -> dict[str, Any]:
+    """The golden values as stored: JSON text, or already decoded (PostgreSQL's JSONB)."""
+    if isinstance(data, dict):
+        return data
+    loaded = json.loads(data) if data else {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("customers") as batch:
+        batch.drop_column("search_text")
