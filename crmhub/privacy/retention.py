@@ -17,7 +17,11 @@ Only configured categories run; without a ``[retention]`` section nothing happen
 
 An inactive customer goes with everything about it, through the same deletion an erasure
 uses (:func:`crmhub.privacy.erasure.erase_records`), but without a suppression entry: the
-person comes back if a system sends them again.
+person comes back if a system sends them again. "Inactive" means that none of their records
+changed in its system (``last_seen``: when the hub last stored a new version of it; a re-read
+of an unchanged record stores nothing) and none of their interactions occurred since the
+cutoff. A full re-sync from a system that still holds such a person brings them back as new:
+that system's own retention governs its copy.
 """
 
 from __future__ import annotations

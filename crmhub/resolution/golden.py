@@ -430,8 +430,10 @@ def _retire_customers(
             conn.execute(delete(customers).where(_c.id == customer_id))
             report.customers_removed += 1
             continue
-        conn.execute(
-            update(customers).where(_c.id == customer_id).values(merged_into=into, updated_at=now)
+        conn.execute(  # a redirect is found through its survivor, never by itself
+            update(customers)
+            .where(_c.id == customer_id)
+            .values(merged_into=into, updated_at=now, search_text=None)
         )
         # Ids merged into this one earlier now resolve one step further.
         conn.execute(

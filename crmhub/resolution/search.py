@@ -14,12 +14,16 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["fold", "search_text"]
+__all__ = ["MAX_CHARS", "fold", "search_text"]
 
 _NAME_FIELDS = ("full_name", "company")
 _LIST_FIELDS = ("emails", "phones")
 _ADDRESS_PARTS = ("line1", "city", "postal_code")
 _SEPARATOR = "\n"  # never inside a query (queries are one stripped line)
+
+MAX_CHARS = 600
+"""The longest search text kept (names first, so they are never the part cut off): four
+bytes a character at most, within any B-tree index entry."""
 
 
 def fold(text: str) -> str:
@@ -51,4 +55,5 @@ def search_text(data: Mapping[str, Any]) -> str | None:
         parts.extend(str(address[k]) for k in _ADDRESS_PARTS if address.get(k))
     folded = [fold(part) for part in parts]
     unique = list(dict.fromkeys(part for part in folded if part))
-    return _SEPARATOR.join(unique) or None
+    # Bounded so that it always fits a B-tree index entry (PostgreSQL: 2,704 bytes).
+    return _SEPARATOR.join(unique)[:MAX_CHARS] or None

@@ -57,12 +57,11 @@ def search_customers(conn: Connection, query: str, limit: int = 20) -> list[dict
     elif folded := fold(query):
         found = list(
             conn.execute(
+                # In the index's order (by name, then id), so the scan stops at the limit;
+                # customers merged away have no search text.
                 select(customers.c.id)
-                .where(
-                    customers.c.merged_into.is_(None),
-                    customers.c.search_text.contains(folded, autoescape=True),
-                )
-                .order_by(customers.c.id)
+                .where(customers.c.search_text.contains(folded, autoescape=True))
+                .order_by(customers.c.search_text, customers.c.id)
                 .limit(limit)
             ).scalars()
         )

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 import crmhub.store
 from crmhub.model import Person
 from crmhub.resolution import Resolver
-from crmhub.resolution.search import fold, search_text
+from crmhub.resolution.search import MAX_CHARS, fold, search_text
 from crmhub.resolution.steward import Steward
 from crmhub.resolution.views import search_customers
 from crmhub.store.schema import customers, source_records
@@ -92,6 +92,14 @@ def test_the_search_text_holds_the_values_not_the_field_names_or_rules() -> None
     assert search_text({}) is None
 
 
+def test_the_search_text_is_bounded_and_names_come_first() -> None:
+    emails = [f"someone.{i}@example.com" for i in range(100)]
+    data = {"full_name": {"value": "Ada Lovelace"}, "emails": {"value": emails}}
+    text = search_text(data)
+    assert text is not None and len(text) == MAX_CHARS
+    assert text.startswith("ada lovelace\nsomeone.0@example.com")
+
+
 def test_customers_are_found_whatever_the_case_and_accents(
     engine: Engine, resolved: Resolver
 ) -> None:
@@ -121,9 +129,9 @@ def test_an_override_is_searchable_at_once_and_a_merged_customer_is_not(
     assert _names(engine, "hopper") == ["Augusta Ada King"]  # found through the survivor
     with engine.connect() as conn:
         merged = conn.execute(
-            select(customers.c.merged_into).where(customers.c.id == grace)
-        ).scalar_one()
-    assert merged == ada
+            select(customers.c.merged_into, customers.c.search_text).where(customers.c.id == grace)
+        ).one()
+    assert merged == (ada, None)  # a redirect holds no search text
 
 
 def test_the_migration_fills_the_search_text_of_existing_customers(
