@@ -358,11 +358,11 @@ def _write_customers(
                 [records[rid] for rid in plan.clusters[i]], override_rows.get(customer_id)
             )
             before = existing.get(customer_id)
-            text = search_text(data)
             if before is None:
+                text = search_text(data)
                 fresh.append((customer_id, _dumps(data), "{}", 1, stamp, stamp, None, text))
             elif before["data"] != data or before["merged_into"] is not None:  # or revived
-                version = before["version"] + 1
+                version, text = before["version"] + 1, search_text(data)
                 changed.append((_dumps(data), version, stamp, None, text, customer_id))
         insert_rows(
             conn,
