@@ -2,10 +2,10 @@
 address, folded (case, accents, spacing) into one short column, ``customers.search_text``.
 
 It is written with every golden record (:func:`search_text`) and searched for the folded
-query (:func:`fold`) as a substring: a scan of a column a few dozen bytes wide instead of the golden
-JSON, which also held field names and rules that every query would have matched ("value",
-"most_recent"). Being personal data, it goes with the golden record: an erasure deletes or
-blanks both.
+query (:func:`fold`) as a substring, read from an index on ``(search_text, id)``: a few dozen
+bytes a customer instead of the golden JSON, which also held the field names and rules that
+every query would have matched ("value", "most_recent"). Being personal data, it goes with
+the golden record: an erasure deletes or blanks both, and a customer merged away has none.
 """
 
 from __future__ import annotations
