@@ -725,16 +725,20 @@ def pending_ids(
     limit: int | None = None,
 ) -> list[int]:
     """The ids of the pending pairs in queue order (the first ``limit``, or all): the queue
-    a terminal review walks, in the order the web shows it."""
+    a terminal review walks, in the order the web shows it. The walk behind
+    :func:`list_pending`, without reading the pairs' records."""
+    band = band or QueueFilter()
     ids: list[int] = []
-    after: int | None = None
+    cursor: tuple[float, int] | None = None
     while limit is None or len(ids) < limit:
         want = _PAGE_OF_IDS if limit is None else min(_PAGE_OF_IDS, limit - len(ids))
-        page = list_pending(conn, sort=sort, band=band, limit=want, after=after, with_total=False)
-        ids.extend(item.pair_id for item in page.items)
-        if page.next_after is None:
+        rows, stop = _walk(conn, sort, band, want, cursor, True)
+        ids.extend(int(row.id) for row in rows)
+        # Go on after a full walk's last pair, or where a filtered walk ran out of budget.
+        last = rows[-1] if len(rows) == want else stop
+        if last is None:
             break
-        after = page.next_after
+        cursor = (float(last.probability), int(last.id))
     return ids
 
 
